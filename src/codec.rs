@@ -1,0 +1,355 @@
+//! `WsCodec`: the frame codec (RFC 6455 §5) as a tokio-util `Decoder` / `Encoder<Frame>`.
+
+use bytes::{Buf, BufMut, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::error::{Error, ProtocolError};
+use crate::frame::{Frame, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::mask::apply_mask;
+
+/// The default limit on one frame's payload: 16 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
+
+/// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask key.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// Which end of the connection this codec serves. It decides masking (RFC 6455 §5.1):
+/// a client masks every frame it sends and refuses masked frames; a server never
+/// masks and refuses unmasked frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that accepted the connection.
+    Server,
+    /// The end that opened the connection.
+    Client,
+}
+
+/// The WebSocket frame codec: decodes [`Frame`]s from bytes and encodes them back.
+///
+/// Decoding is incremental (a frame split across reads at any byte decodes the
+/// same), zero-copy (the payload is split out of the read buffer and unmasked in
+/// place) and validates every header rule of RFC 6455 §5 before buffering a payload.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use fastws::{Frame, WsCodec};
+/// use tokio_util::codec::{Decoder, Encoder};
+///
+/// let mut client = WsCodec::client();
+/// let mut server = WsCodec::server().max_frame_size(1 << 20);
+/// let mut wire = BytesMut::new();
+/// client.encode(Frame::text("Hello"), &mut wire)?;
+/// assert_eq!(server.decode(&mut wire)?, Some(Frame::text("Hello")));
+/// # Ok::<(), fastws::Error>(())
+/// ```
+///
+/// Over a socket, wrap it in a `Framed`:
+///
+/// ```no_run
+/// use fastws::WsCodec;
+/// use futures_util::{SinkExt, StreamExt};
+/// use tokio_util::codec::Framed;
+///
+/// # async fn run(tcp: tokio::net::TcpStream) -> Result<(), fastws::Error> {
+/// let mut frames = Framed::new(tcp, WsCodec::server());
+/// while let Some(frame) = frames.next().await {
+///     frames.send(frame?).await?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct WsCodec {
+    role: Role,
+    max_frame_size: usize,
+    /// RSV bits a negotiated extension allows on the first frame of a data message.
+    allowed_rsv: u8,
+    /// The validated header of a frame whose payload has not fully arrived.
+    pending: Option<Header>,
+}
+
+/// A parsed and validated frame header.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    first_byte: u8,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    header_len: usize,
+    payload_len: usize,
+}
+
+impl WsCodec {
+    /// A codec for the server end: expects masked frames, sends unmasked ones.
+    pub fn server() -> WsCodec {
+        WsCodec::new(Role::Server)
+    }
+
+    /// A codec for the client end: expects unmasked frames, masks what it sends.
+    pub fn client() -> WsCodec {
+        WsCodec::new(Role::Client)
+    }
+
+    /// A codec for `role` with the default limits.
+    pub fn new(role: Role) -> WsCodec {
+        WsCodec {
+            role,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            allowed_rsv: 0,
+            pending: None,
+        }
+    }
+
+    /// Sets the largest frame payload the decoder accepts; a larger frame is refused
+    /// as soon as its header is read ([`Error::FrameTooLarge`], close 1009).
+    pub fn max_frame_size(mut self, max: usize) -> WsCodec {
+        self.max_frame_size = max;
+        self
+    }
+
+    /// Sets the RSV bits an extension allows on the first frame of a data message
+    /// (bit 2 = RSV1, as permessage-deflate uses). Control and continuation frames
+    /// must still have all RSV bits clear.
+    pub fn allowed_rsv(mut self, rsv: u8) -> WsCodec {
+        self.allowed_rsv = rsv & 0b111;
+        self
+    }
+
+    /// The role this codec serves.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configured maximum frame payload.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// Parses and validates the header at the start of `src`, without consuming it.
+    /// `Ok(None)` means more bytes are needed.
+    fn parse_header(&self, src: &[u8]) -> Result<Option<Header>, Error> {
+        let [first_byte, second_byte, ..] = *src else {
+            return Ok(None);
+        };
+        let fin = first_byte & 0x80 != 0;
+        let rsv = (first_byte >> 4) & 0b111;
+        let opcode = OpCode::from_bits(first_byte & 0x0F)
+            .ok_or(ProtocolError::ReservedOpCode(first_byte & 0x0F))?;
+        let allowed_rsv = match opcode {
+            OpCode::Text | OpCode::Binary => self.allowed_rsv,
+            _ => 0,
+        };
+        if rsv & !allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBits(rsv).into());
+        }
+        let masked = second_byte & 0x80 != 0;
+        match (self.role, masked) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame.into()),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame.into()),
+            _ => {}
+        }
+
+        let (payload_len, mut header_len) = match second_byte & 0x7F {
+            126 => match src.get(2..4) {
+                Some(bytes) => (u64::from(u16::from_be_bytes([bytes[0], bytes[1]])), 4),
+                None => return Ok(None),
+            },
+            127 => match src.get(2..10) {
+                Some(bytes) => {
+                    let len = u64::from_be_bytes(bytes.try_into().expect("8 bytes"));
+                    // RFC 6455 §5.2: the most significant bit must be 0.
+                    if len >> 63 != 0 {
+                        return Err(ProtocolError::InvalidLength.into());
+                    }
+                    (len, 10)
+                }
+                None => return Ok(None),
+            },
+            len => (u64::from(len), 2),
+        };
+
+        // RFC 6455 §5.5: control frames are short and never fragmented.
+        if opcode.is_control() {
+            if payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(ProtocolError::ControlFrameTooLong(payload_len).into());
+            }
+            if !fin {
+                return Err(ProtocolError::FragmentedControlFrame.into());
+            }
+        }
+        if payload_len > self.max_frame_size as u64 {
+            return Err(Error::FrameTooLarge {
+                len: payload_len,
+                max: self.max_frame_size,
+            });
+        }
+
+        let mask = if masked {
+            let Some(key) = src.get(header_len..header_len + 4) else {
+                return Ok(None);
+            };
+            header_len += 4;
+            Some(key.try_into().expect("4 bytes"))
+        } else {
+            None
+        };
+
+        Ok(Some(Header {
+            first_byte,
+            opcode,
+            mask,
+            header_len,
+            // Fits: payload_len <= max_frame_size, a usize.
+            payload_len: payload_len as usize,
+        }))
+    }
+}
+
+impl Default for WsCodec {
+    /// A server codec.
+    fn default() -> WsCodec {
+        WsCodec::server()
+    }
+}
+
+impl Decoder for WsCodec {
+    type Item = Frame;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        let header = match self.pending {
+            Some(header) => header,
+            None => match self.parse_header(src)? {
+                Some(header) => header,
+                None => return Ok(None),
+            },
+        };
+        let frame_len = header.header_len + header.payload_len;
+        if src.len() < frame_len {
+            // Reserve once for the whole frame, so a large payload is read without
+            // repeated reallocation; the header is not parsed again.
+            src.reserve(frame_len - src.len());
+            self.pending = Some(header);
+            return Ok(None);
+        }
+        self.pending = None;
+
+        src.advance(header.header_len);
+        let mut payload = src.split_to(header.payload_len);
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        Ok(Some(
+            Frame::new(header.opcode, payload.freeze())
+                .with_fin(header.first_byte & 0x80 != 0)
+                .with_rsv(header.first_byte >> 4),
+        ))
+    }
+}
+
+impl Encoder<Frame> for WsCodec {
+    type Error = Error;
+
+    /// Writes the header in its shortest length form, then the payload; a client
+    /// masks it with a fresh key from a cryptographically secure generator.
+    ///
+    /// # Errors
+    ///
+    /// A control frame with a payload over 125 bytes or with FIN clear is refused with
+    /// [`Error::Protocol`]: RFC 6455 §5.5 forbids sending one.
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), Error> {
+        let payload = frame.payload();
+        if frame.opcode().is_control() {
+            if payload.len() > MAX_CONTROL_PAYLOAD {
+                return Err(ProtocolError::ControlFrameTooLong(payload.len() as u64).into());
+            }
+            if !frame.is_fin() {
+                return Err(ProtocolError::FragmentedControlFrame.into());
+            }
+        }
+        let mask = match self.role {
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Server => None,
+        };
+        dst.reserve(MAX_HEADER_LEN + payload.len());
+        put_header(dst, frame.first_byte(), payload.len(), mask);
+        let start = dst.len();
+        dst.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut dst[start..], key, 0);
+        }
+        Ok(())
+    }
+}
+
+/// Writes a frame header: `first_byte` (FIN, RSV, opcode), the payload length in its
+/// shortest form, and the mask key if any.
+pub(crate) fn put_header(dst: &mut BytesMut, first_byte: u8, len: usize, mask: Option<[u8; 4]>) {
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    dst.put_u8(first_byte);
+    if len < 126 {
+        dst.put_u8(mask_bit | len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        dst.put_u8(mask_bit | 126);
+        dst.put_u16(len as u16);
+    } else {
+        dst.put_u8(mask_bit | 127);
+        dst.put_u64(len as u64);
+    }
+    if let Some(key) = mask {
+        dst.put_slice(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(codec: &mut WsCodec, bytes: &[u8]) -> Result<Vec<Frame>, Error> {
+        let mut buf = BytesMut::from(bytes);
+        let mut frames = Vec::new();
+        while let Some(frame) = codec.decode(&mut buf)? {
+            frames.push(frame);
+        }
+        assert!(buf.is_empty(), "{} bytes left undecoded", buf.len());
+        Ok(frames)
+    }
+
+    #[test]
+    fn header_uses_shortest_length_form() {
+        for (len, expected_header_len) in [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
+            let mut dst = BytesMut::new();
+            put_header(&mut dst, 0x82, len, None);
+            assert_eq!(dst.len(), expected_header_len, "len {len}");
+        }
+    }
+
+    #[test]
+    fn incomplete_frame_consumes_nothing_and_reserves_once() {
+        let mut codec = WsCodec::client();
+        let mut buf = BytesMut::from(&[0x82, 126, 0x10, 0x00, 1, 2, 3][..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(buf.len(), 7);
+        assert!(buf.capacity() >= 4 + 4096);
+        buf.extend_from_slice(&vec![0; 4096 - 3]);
+        let frame = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(frame.payload().len(), 4096);
+    }
+
+    #[test]
+    fn rsv1_is_allowed_only_where_an_extension_permits_it() {
+        // Unmasked text "a" with RSV1 set, as a server would send it to a client.
+        let compressed_text = [0xC1, 0x01, b'a'];
+        assert!(matches!(
+            decode_all(&mut WsCodec::client(), &compressed_text),
+            Err(Error::Protocol(ProtocolError::ReservedBits(0b100)))
+        ));
+        let mut deflate = WsCodec::client().allowed_rsv(0b100);
+        assert!(decode_all(&mut deflate, &compressed_text).unwrap()[0].rsv1());
+        // Never on control or continuation frames.
+        for frame in [[0xC9, 0x00], [0xC0, 0x00]] {
+            assert!(matches!(
+                decode_all(&mut WsCodec::client().allowed_rsv(0b100), &frame),
+                Err(Error::Protocol(ProtocolError::ReservedBits(_)))
+            ));
+        }
+    }
+}

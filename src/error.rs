@@ -1,0 +1,248 @@
+//! The crate's error type and the close code each protocol error implies.
+
+use std::fmt;
+use std::io;
+
+use crate::frame::CloseCode;
+
+/// Everything that can go wrong in fastws.
+///
+/// Errors caused by the peer map to the close code RFC 6455 prescribes
+/// ([`Error::close_code`]); the message layer sends that close frame before it
+/// returns the error. Prefer the predicates over matching on variants.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The underlying transport failed.
+    Io(io::Error),
+    /// The peer broke a framing or protocol rule (close 1002).
+    Protocol(ProtocolError),
+    /// A text message or close reason was not valid UTF-8 (close 1007).
+    InvalidUtf8,
+    /// A frame's declared payload length exceeds the configured maximum (close 1009).
+    FrameTooLarge {
+        /// The length the frame header declared.
+        len: u64,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A message grew past the configured maximum while it arrived (close 1009).
+    MessageTooLarge {
+        /// The size the message reached, at least.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The opening handshake failed.
+    Handshake(HandshakeError),
+    /// The WebSocket is closed: a message was sent after a close frame, or the
+    /// connection ended.
+    ConnectionClosed,
+    /// The peer did not complete the close handshake within the configured timeout.
+    CloseTimeout,
+}
+
+impl Error {
+    /// The close code the peer should receive for this error, if it is the peer's
+    /// fault.
+    ///
+    /// ```
+    /// use fastws::{CloseCode, Error};
+    /// assert_eq!(Error::InvalidUtf8.close_code(), Some(CloseCode::Invalid));
+    /// assert_eq!(Error::ConnectionClosed.close_code(), None);
+    /// ```
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Error::Protocol(_) => Some(CloseCode::Protocol),
+            Error::InvalidUtf8 => Some(CloseCode::Invalid),
+            Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } => Some(CloseCode::Size),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection is closed (sending after close, or reading after the
+    /// end of the stream).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Error::ConnectionClosed)
+    }
+
+    /// Whether this is an I/O error of the transport.
+    pub fn is_io(&self) -> bool {
+        matches!(self, Error::Io(_))
+    }
+
+    /// Whether the peer broke the protocol (any error with a close code).
+    pub fn is_protocol(&self) -> bool {
+        self.close_code().is_some()
+    }
+
+    /// Whether the opening handshake failed.
+    pub fn is_handshake(&self) -> bool {
+        matches!(self, Error::Handshake(_))
+    }
+
+    /// The handshake failure, if this is one.
+    pub fn handshake(&self) -> Option<&HandshakeError> {
+        match self {
+            Error::Handshake(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(err) => write!(f, "i/o error: {err}"),
+            Error::Protocol(err) => write!(f, "protocol error: {err}"),
+            Error::InvalidUtf8 => f.write_str("text payload is not valid utf-8"),
+            Error::FrameTooLarge { len, max } => {
+                write!(f, "frame payload of {len} bytes exceeds the limit of {max}")
+            }
+            Error::MessageTooLarge { len, max } => {
+                write!(f, "message of {len} bytes exceeds the limit of {max}")
+            }
+            Error::Handshake(err) => write!(f, "handshake failed: {err}"),
+            Error::ConnectionClosed => f.write_str("the websocket connection is closed"),
+            Error::CloseTimeout => f.write_str("the peer did not complete the close handshake in time"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(err) => Some(err),
+            Error::Protocol(err) => Some(err),
+            Error::Handshake(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Error {
+        Error::Io(err)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(err: ProtocolError) -> Error {
+        Error::Protocol(err)
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(err: HandshakeError) -> Error {
+        Error::Handshake(err)
+    }
+}
+
+/// A framing or protocol rule the peer broke; each is answered with close 1002.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The frame used a reserved opcode (RFC 6455 §5.2).
+    ReservedOpCode(u8),
+    /// RSV bits were set that no negotiated extension defines (RFC 6455 §5.2).
+    ReservedBits(u8),
+    /// A control frame's payload exceeded 125 bytes (RFC 6455 §5.5).
+    ControlFrameTooLong(u64),
+    /// A control frame had FIN clear (RFC 6455 §5.5).
+    FragmentedControlFrame,
+    /// A client sent an unmasked frame (RFC 6455 §5.1).
+    UnmaskedFrame,
+    /// A server sent a masked frame (RFC 6455 §5.1).
+    MaskedFrame,
+    /// A 64-bit payload length had its most significant bit set (RFC 6455 §5.2).
+    InvalidLength,
+    /// A continuation frame arrived with no message in progress (RFC 6455 §5.4).
+    UnexpectedContinuation,
+    /// A new text or binary frame arrived before the previous message ended (RFC 6455 §5.4).
+    ExpectedContinuation,
+    /// A close frame carried a status code that may not appear on the wire (RFC 6455 §7.4).
+    InvalidCloseCode(u16),
+    /// A close frame had a one-byte payload (RFC 6455 §5.5.1).
+    InvalidClosePayload,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::ReservedOpCode(op) => write!(f, "reserved opcode {op:#x}"),
+            ProtocolError::ReservedBits(bits) => {
+                write!(f, "rsv bits {bits:#05b} set without a negotiated extension")
+            }
+            ProtocolError::ControlFrameTooLong(len) => {
+                write!(f, "control frame payload of {len} bytes exceeds 125 bytes")
+            }
+            ProtocolError::FragmentedControlFrame => f.write_str("control frame is fragmented"),
+            ProtocolError::UnmaskedFrame => f.write_str("client frame is not masked"),
+            ProtocolError::MaskedFrame => f.write_str("server frame is masked"),
+            ProtocolError::InvalidLength => {
+                f.write_str("64-bit payload length has its most significant bit set")
+            }
+            ProtocolError::UnexpectedContinuation => {
+                f.write_str("continuation frame without a message in progress")
+            }
+            ProtocolError::ExpectedContinuation => {
+                f.write_str("new data frame while a fragmented message is in progress")
+            }
+            ProtocolError::InvalidCloseCode(code) => write!(f, "close code {code} is not allowed"),
+            ProtocolError::InvalidClosePayload => f.write_str("close payload of one byte"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Why an opening handshake failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The request or response was not valid HTTP/1.1, or broke a rule of
+    /// RFC 6455 §4; on a server, the client was answered with `status`.
+    Invalid {
+        /// What was wrong, in words.
+        reason: &'static str,
+        /// The HTTP status a server answered with (400 or 426), if any.
+        status: Option<u16>,
+    },
+    /// The server's accept callback rejected the request with this status.
+    Rejected {
+        /// The HTTP status sent to the client.
+        status: u16,
+    },
+    /// The HTTP head exceeded the configured size or header count.
+    TooLarge,
+    /// The peer did not finish the handshake within the configured timeout.
+    Timeout,
+    /// The connection ended before the handshake finished.
+    UnexpectedEof,
+}
+
+impl HandshakeError {
+    /// The HTTP status involved: the one a server sent, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HandshakeError::Invalid { status, .. } => *status,
+            HandshakeError::Rejected { status } => Some(*status),
+            HandshakeError::TooLarge => Some(431),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Invalid { reason, .. } => f.write_str(reason),
+            HandshakeError::Rejected { status } => write!(f, "request rejected with status {status}"),
+            HandshakeError::TooLarge => f.write_str("http head exceeds the size limit"),
+            HandshakeError::Timeout => f.write_str("handshake timed out"),
+            HandshakeError::UnexpectedEof => f.write_str("connection closed during the handshake"),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}

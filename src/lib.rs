@@ -1,0 +1,40 @@
+//! fastws: a fast, correct WebSocket (RFC 6455) implementation for tokio.
+//!
+//! The crate is layered; each layer is usable on its own:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`frame`] | [`Frame`], [`OpCode`], [`CloseCode`]: plain data, no I/O |
+//! | [`mask`] | payload masking, the fast path and its scalar reference |
+//! | [`codec`] | [`WsCodec`]: a tokio-util `Decoder` / `Encoder<Frame>` |
+//! | [`error`] | [`Error`], the one error type, and the close code each error implies |
+//!
+//! # Frames over a socket
+//!
+//! ```no_run
+//! use fastws::WsCodec;
+//! use futures_util::{SinkExt, StreamExt};
+//! use tokio_util::codec::Framed;
+//!
+//! # async fn run(tcp: tokio::net::TcpStream) -> Result<(), fastws::Error> {
+//! let mut frames = Framed::new(tcp, WsCodec::server());
+//! while let Some(frame) = frames.next().await {
+//!     frames.send(frame?).await?;
+//! }
+//! # Ok(()) }
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod frame;
+pub mod mask;
+
+pub use codec::{Role, WsCodec};
+pub use error::{Error, HandshakeError, ProtocolError};
+pub use frame::{CloseCode, Frame, OpCode};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
