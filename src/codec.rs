@@ -69,12 +69,14 @@ pub struct WsCodec {
 
 /// A parsed and validated frame header.
 #[derive(Debug, Clone, Copy)]
-struct Header {
+pub(crate) struct Header {
     first_byte: u8,
-    opcode: OpCode,
+    pub(crate) opcode: OpCode,
     mask: Option<[u8; 4]>,
     header_len: usize,
     payload_len: usize,
+    /// How much of the payload is already unmasked in place (see [`WsCodec::peek_partial`]).
+    unmasked: usize,
 }
 
 impl WsCodec {
@@ -199,7 +201,45 @@ impl WsCodec {
             header_len,
             // Fits: payload_len <= max_frame_size, a usize.
             payload_len: payload_len as usize,
+            unmasked: 0,
         }))
+    }
+}
+
+impl WsCodec {
+    /// Takes the header of the frame still incomplete in the read buffer, if any;
+    /// give it back with [`WsCodec::restore_pending`].
+    pub(crate) fn take_pending(&mut self) -> Option<Header> {
+        self.pending.take()
+    }
+
+    /// Puts back a header taken with [`WsCodec::take_pending`].
+    pub(crate) fn restore_pending(&mut self, header: Header) {
+        self.pending = Some(header);
+    }
+}
+
+impl Header {
+    /// The payload of this (incomplete) frame that has arrived in `src` so far,
+    /// unmasked in place.
+    ///
+    /// This lets the message layer validate a text frame while it arrives (Autobahn
+    /// 6.4.3 and 6.4.4 expect a failure before the frame completes). Bytes are
+    /// unmasked once: the decoder later skips what this already unmasked.
+    pub(crate) fn unmask_arrived<'a>(&mut self, src: &'a mut BytesMut) -> &'a [u8] {
+        let start = self.header_len;
+        let available = src.len().saturating_sub(start).min(self.payload_len);
+        if let Some(key) = self.mask
+            && available > self.unmasked
+        {
+            apply_mask(
+                &mut src[start + self.unmasked..start + available],
+                key,
+                self.unmasked,
+            );
+            self.unmasked = available;
+        }
+        &src[start..start + available]
     }
 }
 
@@ -235,7 +275,7 @@ impl Decoder for WsCodec {
         src.advance(header.header_len);
         let mut payload = src.split_to(header.payload_len);
         if let Some(key) = header.mask {
-            apply_mask(&mut payload, key, 0);
+            apply_mask(&mut payload[header.unmasked..], key, header.unmasked);
         }
         Ok(Some(
             Frame::new(header.opcode, payload.freeze())

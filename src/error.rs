@@ -104,7 +104,9 @@ impl fmt::Display for Error {
             }
             Error::Handshake(err) => write!(f, "handshake failed: {err}"),
             Error::ConnectionClosed => f.write_str("the websocket connection is closed"),
-            Error::CloseTimeout => f.write_str("the peer did not complete the close handshake in time"),
+            Error::CloseTimeout => {
+                f.write_str("the peer did not complete the close handshake in time")
+            }
         }
     }
 }
@@ -237,7 +239,9 @@ impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HandshakeError::Invalid { reason, .. } => f.write_str(reason),
-            HandshakeError::Rejected { status } => write!(f, "request rejected with status {status}"),
+            HandshakeError::Rejected { status } => {
+                write!(f, "request rejected with status {status}")
+            }
             HandshakeError::TooLarge => f.write_str("http head exceeds the size limit"),
             HandshakeError::Timeout => f.write_str("handshake timed out"),
             HandshakeError::UnexpectedEof => f.write_str("connection closed during the handshake"),

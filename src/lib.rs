@@ -26,14 +26,25 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assemble;
+mod close;
 pub mod codec;
+pub mod config;
 pub mod error;
 pub mod frame;
+pub mod handshake;
 pub mod mask;
+pub mod message;
+mod utf8;
+pub mod websocket;
 
 pub use codec::{Role, WsCodec};
+pub use config::Config;
 pub use error::{Error, HandshakeError, ProtocolError};
 pub use frame::{CloseCode, Frame, OpCode};
+pub use handshake::server::{Acceptor, accept, accept_with};
+pub use message::{CloseFrame, Message, Utf8Bytes};
+pub use websocket::WebSocket;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

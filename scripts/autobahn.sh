@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs the Autobahn testsuite (through kosoku) against fastws.
+#
+# Usage: scripts/autobahn.sh server   # kosoku's fuzzingclient tests examples/echo_server
+#
+# Installs kosoku into a virtualenv (target/autobahn-venv), builds the example in
+# release mode, runs the suite and fails unless every case is OK or INFORMATIONAL.
+# Reports land in target/autobahn/<mode>/index.json. Set EXCLUDE to space-separated
+# case globs to skip (default: the permessage-deflate groups 12.* and 13.*).
+set -euo pipefail
+mode=${1:-server}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+venv=target/autobahn-venv
+out=target/autobahn/$mode
+exclude=()
+for pattern in ${EXCLUDE-12.* 13.*}; do exclude+=(-x "$pattern"); done
+
+if [ ! -x "$venv/bin/kosoku" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check kosoku
+fi
+rm -rf "$out" && mkdir -p "$out"
+
+case "$mode" in
+  server)
+    cargo build --release --quiet --example echo_server
+    port=${PORT:-9002}
+    target/release/examples/echo_server "127.0.0.1:$port" > "$out/server.log" 2>&1 &
+    server=$!
+    trap 'kill $server 2>/dev/null || true' EXIT
+    for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    start=$(date +%s)
+    "$venv/bin/kosoku" -m fuzzingclient -p 2 -o "$out" "${exclude[@]}" "127.0.0.1:$port" > "$out/kosoku.log" 2>&1 \
+      || { tail -20 "$out/kosoku.log"; exit 1; }
+    echo "autobahn server run took $(( $(date +%s) - start )) s"
+    ;;
+  *) echo "usage: $0 server" >&2; exit 2 ;;
+esac
+
+python3 scripts/autobahn_verdict.py "$out/index.json"

@@ -1,0 +1,241 @@
+//! Reassembly of data messages from frames (RFC 6455 §5.4), with the message size
+//! limit and UTF-8 validation applied fragment by fragment.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{Error, ProtocolError};
+use crate::frame::{Frame, OpCode};
+use crate::message::{Message, Utf8Bytes};
+use crate::utf8::Utf8Validator;
+
+/// Turns data frames into messages. Pure logic: control frames never reach it.
+#[derive(Debug)]
+pub(crate) struct MessageAssembler {
+    max_message_size: usize,
+    /// The opcode of the fragmented message in progress, if any.
+    in_progress: Option<OpCode>,
+    buffer: BytesMut,
+    utf8: Utf8Validator,
+    /// Bytes of the frame being received that `check_partial` already validated.
+    validated: usize,
+}
+
+impl MessageAssembler {
+    pub(crate) fn new(max_message_size: usize) -> MessageAssembler {
+        MessageAssembler {
+            max_message_size,
+            in_progress: None,
+            buffer: BytesMut::new(),
+            utf8: Utf8Validator::default(),
+            validated: 0,
+        }
+    }
+
+    /// Feeds one text, binary or continuation frame; returns the message it
+    /// completes, if any.
+    ///
+    /// # Errors
+    ///
+    /// A continuation without a message in progress, or a new message before the
+    /// previous one ended, is a protocol error (1002); a message over the size limit
+    /// is [`Error::MessageTooLarge`] (1009), reported at the fragment that crosses it;
+    /// invalid UTF-8 in a text message is [`Error::InvalidUtf8`] (1007), reported at
+    /// the fragment where it appears.
+    pub(crate) fn push(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
+        debug_assert!(frame.opcode().is_data());
+        match (frame.opcode(), self.in_progress) {
+            (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation.into()),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                Err(ProtocolError::ExpectedContinuation.into())
+            }
+            (OpCode::Continuation, Some(opcode)) => self.push_fragment(opcode, frame),
+            (opcode, None) if frame.is_fin() && self.validated == 0 => {
+                self.whole_message(opcode, frame.into_payload())
+            }
+            (opcode, None) => {
+                self.in_progress = Some(opcode);
+                self.push_fragment(opcode, frame)
+            }
+            (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => {
+                unreachable!("control frames are handled by the WebSocket")
+            }
+        }
+    }
+
+    /// Validates the part of an incomplete frame with `opcode` that has `arrived`, so
+    /// invalid text fails before the frame completes (RFC 6455 §8.1 fail-fast).
+    pub(crate) fn check_partial(&mut self, opcode: OpCode, arrived: &[u8]) -> Result<(), Error> {
+        let text = matches!(
+            (opcode, self.in_progress),
+            (OpCode::Text, None) | (OpCode::Continuation, Some(OpCode::Text))
+        );
+        if text && arrived.len() > self.validated {
+            self.utf8
+                .feed(&arrived[self.validated..])
+                .map_err(|_| Error::InvalidUtf8)?;
+            self.validated = arrived.len();
+        }
+        Ok(())
+    }
+
+    /// An unfragmented message: zero copy, validated in one pass.
+    fn whole_message(&mut self, opcode: OpCode, payload: Bytes) -> Result<Option<Message>, Error> {
+        self.check_size(payload.len())?;
+        Ok(Some(match opcode {
+            OpCode::Text => match simdutf8::basic::from_utf8(&payload) {
+                Ok(_) => Message::Text(Utf8Bytes::from_validated(payload)),
+                Err(_) => return Err(Error::InvalidUtf8),
+            },
+            _ => Message::Binary(payload),
+        }))
+    }
+
+    fn push_fragment(&mut self, opcode: OpCode, frame: Frame) -> Result<Option<Message>, Error> {
+        let fin = frame.is_fin();
+        let payload = frame.into_payload();
+        self.check_size(self.buffer.len() + payload.len())?;
+        if opcode == OpCode::Text {
+            let validated = std::mem::take(&mut self.validated);
+            self.utf8
+                .feed(&payload[validated..])
+                .map_err(|_| Error::InvalidUtf8)?;
+        }
+        if !fin {
+            self.buffer.extend_from_slice(&payload);
+            return Ok(None);
+        }
+        self.in_progress = None;
+        let payload = if self.buffer.is_empty() {
+            payload
+        } else {
+            self.buffer.extend_from_slice(&payload);
+            self.buffer.split().freeze()
+        };
+        Ok(Some(match opcode {
+            OpCode::Text => {
+                self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+                Message::Text(Utf8Bytes::from_validated(payload))
+            }
+            _ => Message::Binary(payload),
+        }))
+    }
+
+    fn check_size(&self, len: usize) -> Result<(), Error> {
+        if len > self.max_message_size {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: self.max_message_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assemble(frames: Vec<Frame>) -> Result<Vec<Message>, Error> {
+        let mut assembler = MessageAssembler::new(16);
+        let mut messages = Vec::new();
+        for frame in frames {
+            messages.extend(assembler.push(frame)?);
+        }
+        Ok(messages)
+    }
+
+    #[test]
+    fn fragments_are_joined_into_one_message() {
+        let messages = assemble(vec![
+            Frame::text("κό").with_fin(false),
+            Frame::continuation(&"σμε".as_bytes()[..1]).with_fin(false),
+            Frame::continuation(&"σμε".as_bytes()[1..]),
+            Frame::binary(&b"ab"[..]),
+        ])
+        .unwrap();
+        assert_eq!(
+            messages,
+            vec![Message::text("κόσμε"), Message::binary(&b"ab"[..])]
+        );
+    }
+
+    #[test]
+    fn continuation_rules_are_enforced() {
+        assert!(matches!(
+            assemble(vec![Frame::continuation("x")]),
+            Err(Error::Protocol(ProtocolError::UnexpectedContinuation))
+        ));
+        assert!(matches!(
+            assemble(vec![Frame::text("x").with_fin(false), Frame::binary("y")]),
+            Err(Error::Protocol(ProtocolError::ExpectedContinuation))
+        ));
+    }
+
+    #[test]
+    fn size_limit_applies_to_the_fragment_that_crosses_it() {
+        let mut assembler = MessageAssembler::new(16);
+        assert!(
+            assembler
+                .push(Frame::binary(vec![0; 10]).with_fin(false))
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            assembler.push(Frame::continuation(vec![0; 7]).with_fin(false)),
+            Err(Error::MessageTooLarge { len: 17, max: 16 })
+        ));
+        assert!(matches!(
+            MessageAssembler::new(16).push(Frame::binary(vec![0; 17])),
+            Err(Error::MessageTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_text_fails_before_its_frame_completes() {
+        let mut assembler = MessageAssembler::new(1024);
+        assert!(assembler.check_partial(OpCode::Text, b"valid").is_ok());
+        assert!(matches!(
+            assembler.check_partial(OpCode::Text, b"valid\xed\xa0\x80"),
+            Err(Error::InvalidUtf8)
+        ));
+        // Binary frames are not validated.
+        assert!(
+            MessageAssembler::new(1024)
+                .check_partial(OpCode::Binary, b"\xff")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn partially_validated_frame_completes_without_validating_twice() {
+        let mut assembler = MessageAssembler::new(1024);
+        let text = "κόσμε".as_bytes();
+        assembler.check_partial(OpCode::Text, &text[..3]).unwrap();
+        let message = assembler.push(Frame::text(text)).unwrap();
+        assert_eq!(message, Some(Message::text("κόσμε")));
+        // The validator is reset for the next message.
+        assert_eq!(
+            assembler.push(Frame::text("a")).unwrap(),
+            Some(Message::text("a"))
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_at_its_fragment() {
+        let mut assembler = MessageAssembler::new(1024);
+        assert!(
+            assembler
+                .push(Frame::text("ok").with_fin(false))
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            assembler.push(Frame::continuation(&b"\xff"[..]).with_fin(false)),
+            Err(Error::InvalidUtf8)
+        ));
+        assert!(matches!(
+            MessageAssembler::new(1024).push(Frame::text(&b"\xe2\x82"[..])),
+            Err(Error::InvalidUtf8)
+        ));
+    }
+}

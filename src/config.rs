@@ -1,0 +1,129 @@
+//! `Config`: the limits and switches of a WebSocket connection.
+
+use std::time::Duration;
+
+use crate::codec::DEFAULT_MAX_FRAME_SIZE;
+
+/// Limits and switches of a [`WebSocket`](crate::WebSocket), set with chained calls.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = fastws::Config::default()
+///     .max_message_size(1 << 20)
+///     .fragment_size(Some(64 * 1024))
+///     .close_timeout(Duration::from_secs(2));
+/// assert_eq!(config.get_max_message_size(), 1 << 20);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    max_frame_size: usize,
+    max_message_size: usize,
+    auto_pong: bool,
+    control_messages: bool,
+    fragment_size: Option<usize>,
+    write_buffer_size: usize,
+    close_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_message_size: 64 << 20,
+            auto_pong: true,
+            control_messages: false,
+            fragment_size: None,
+            write_buffer_size: 128 * 1024,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// The largest frame payload accepted (default 16 MiB); a larger frame fails the
+    /// connection with close 1009 as soon as its header arrives.
+    pub fn max_frame_size(mut self, max: usize) -> Config {
+        self.max_frame_size = max;
+        self
+    }
+
+    /// The largest message accepted, all fragments together (default 64 MiB);
+    /// checked as each fragment arrives, failing with close 1009.
+    pub fn max_message_size(mut self, max: usize) -> Config {
+        self.max_message_size = max;
+        self
+    }
+
+    /// Whether a received ping is answered with a pong automatically (default on).
+    pub fn auto_pong(mut self, on: bool) -> Config {
+        self.auto_pong = on;
+        self
+    }
+
+    /// Whether received pings and pongs are also yielded as [`Message::Ping`] and
+    /// [`Message::Pong`](crate::Message::Pong) (default off: they are handled
+    /// silently).
+    ///
+    /// [`Message::Ping`]: crate::Message::Ping
+    pub fn control_messages(mut self, on: bool) -> Config {
+        self.control_messages = on;
+        self
+    }
+
+    /// Splits outgoing data messages larger than `size` bytes into frames of `size`
+    /// bytes (default `None`: one frame per message). A size of 0 is treated as 1.
+    pub fn fragment_size(mut self, size: Option<usize>) -> Config {
+        self.fragment_size = size.map(|size| size.max(1));
+        self
+    }
+
+    /// How many bytes may wait in the write buffer before sending waits for the
+    /// socket (default 128 KiB): the backpressure that keeps a slow peer from
+    /// growing memory without bound. The buffer holds at most this plus one message.
+    pub fn write_buffer_size(mut self, size: usize) -> Config {
+        self.write_buffer_size = size;
+        self
+    }
+
+    /// How long to wait for the peer to complete the close handshake (default 5 s);
+    /// then the connection is closed anyway with [`Error::CloseTimeout`](crate::Error::CloseTimeout).
+    pub fn close_timeout(mut self, timeout: Duration) -> Config {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// See [`Config::max_frame_size`].
+    pub fn get_max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// See [`Config::max_message_size`].
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// See [`Config::auto_pong`].
+    pub fn get_auto_pong(&self) -> bool {
+        self.auto_pong
+    }
+
+    /// See [`Config::control_messages`].
+    pub fn get_control_messages(&self) -> bool {
+        self.control_messages
+    }
+
+    /// See [`Config::fragment_size`].
+    pub fn get_fragment_size(&self) -> Option<usize> {
+        self.fragment_size
+    }
+
+    /// See [`Config::write_buffer_size`].
+    pub fn get_write_buffer_size(&self) -> usize {
+        self.write_buffer_size
+    }
+
+    /// See [`Config::close_timeout`].
+    pub fn get_close_timeout(&self) -> Duration {
+        self.close_timeout
+    }
+}

@@ -1,0 +1,536 @@
+//! `WebSocket<S>`: a `Stream` and `Sink` of messages over a `Framed<S, WsCodec>`.
+//!
+//! # Who sends the control frames the read path owes
+//!
+//! Reading a ping owes the peer a pong; reading a close owes it the echo. The read
+//! path (`poll_next`) queues them and writes them out itself, so a task that only
+//! reads still answers pings; the write path (`Sink`) also sends whatever is owed
+//! before its own frames. Both halves poll the socket for writing through one proxy
+//! waker that wakes the reading task and the writing task alike, so after `split()`
+//! neither half can steal the other's wake-up.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_sink::Sink;
+use futures_util::stream::{SplitSink, SplitStream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+use tokio_util::codec::{Framed, FramedParts};
+
+use crate::assemble::MessageAssembler;
+use crate::close::{CloseAction, CloseState, parse_close_payload};
+use crate::codec::{Role, WsCodec};
+use crate::config::Config;
+use crate::error::{Error, ProtocolError};
+use crate::frame::{Frame, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::message::Message;
+
+/// A WebSocket connection: a [`Stream`] of received [`Message`]s and a [`Sink`] of
+/// messages to send.
+///
+/// It reassembles fragments, validates UTF-8, answers pings, runs the close
+/// handshake and enforces the limits of its [`Config`]. Get one from
+/// [`accept`](crate::accept), or wrap a `Framed` you already have with
+/// [`WebSocket::from_framed`].
+///
+/// ```no_run
+/// use futures_util::{SinkExt, StreamExt};
+///
+/// # async fn run(tcp: tokio::net::TcpStream) -> Result<(), fastws::Error> {
+/// let mut ws = fastws::accept(tcp).await?;
+/// while let Some(message) = ws.next().await {
+///     let message = message?;
+///     if message.is_data() {
+///         ws.send(message).await?;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # The end of the stream
+///
+/// When the close handshake completes, the stream yields the peer's
+/// [`Message::Close`] and then ends; when the connection fails (a protocol
+/// violation, a timeout, an I/O error) it yields the error, after sending the close
+/// frame the error implies, and then ends. Either way the transport is shut down
+/// first. A peer that drops the connection without a close frame gives an
+/// [`Error::Io`] of kind `UnexpectedEof`.
+///
+/// # Cancel safety
+///
+/// `poll_next` and the `Sink` methods keep all progress in `self`: dropping a
+/// `next()` or `send()` future loses no received data, and a message passed to
+/// `start_send` is in the write buffer.
+///
+/// # Timers
+///
+/// The close timeout uses `tokio::time`: run the WebSocket inside a tokio runtime
+/// with the time driver enabled (`#[tokio::main]` enables it).
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    framed: Framed<S, WsCodec>,
+    config: Config,
+    close: CloseState,
+    reading: ReadState,
+    assembler: MessageAssembler,
+    /// The payload of the latest unanswered ping (RFC 6455 §5.5.3 allows answering
+    /// only the most recent one).
+    owed_pong: Option<Bytes>,
+    /// A close frame owed to the peer (an echo, or the code of a failure).
+    owed_close: Option<Frame>,
+    /// The read path queued frames whose flush has not completed yet.
+    read_path_unflushed: bool,
+    /// Running while a close handshake or teardown may not take forever.
+    close_deadline: Option<Pin<Box<Sleep>>>,
+    write_wakers: Arc<WriteWakers>,
+    write_waker: Waker,
+}
+
+/// Where the read side is.
+#[derive(Debug)]
+enum ReadState {
+    Reading,
+    /// Flushing what is owed, waiting for the server's EOF (a client after a clean
+    /// close, RFC 6455 §7.1.1), shutting the transport down; then yielding `last`.
+    TearingDown {
+        await_eof: bool,
+        last: Option<Result<Message, Error>>,
+    },
+    Done,
+}
+
+/// Which half of the connection polls the socket for writing.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Read = 0,
+    Write = 1,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a transport whose opening handshake is already done.
+    ///
+    /// Read and write buffers start empty and grow with traffic.
+    pub fn from_raw_socket(io: S, role: Role, config: Config) -> WebSocket<S> {
+        WebSocket::from_parts(FramedParts::new(io, WsCodec::new(role)), config)
+    }
+
+    /// Wraps a transport whose handshake is done, with bytes already read from it
+    /// (for example, read together with the HTTP head) as the start of the stream.
+    pub fn from_partially_read(
+        io: S,
+        read: bytes::BytesMut,
+        role: Role,
+        config: Config,
+    ) -> WebSocket<S> {
+        let mut parts = FramedParts::new(io, WsCodec::new(role));
+        parts.read_buf = read;
+        WebSocket::from_parts(parts, config)
+    }
+
+    /// Wraps an existing `Framed`, keeping its codec's role and any bytes it has
+    /// buffered. The config's frame size limit replaces the codec's.
+    pub fn from_framed(framed: Framed<S, WsCodec>, config: Config) -> WebSocket<S> {
+        WebSocket::from_parts(framed.into_parts(), config)
+    }
+
+    fn from_parts(mut parts: FramedParts<S, WsCodec>, config: Config) -> WebSocket<S> {
+        parts.codec = parts.codec.max_frame_size(config.get_max_frame_size());
+        let mut framed = Framed::from_parts(parts);
+        framed.set_backpressure_boundary(config.get_write_buffer_size());
+        let write_wakers = Arc::new(WriteWakers::default());
+        WebSocket {
+            framed,
+            assembler: MessageAssembler::new(config.get_max_message_size()),
+            config,
+            close: CloseState::Open,
+            reading: ReadState::Reading,
+            owed_pong: None,
+            owed_close: None,
+            read_path_unflushed: false,
+            close_deadline: None,
+            write_waker: Waker::from(Arc::clone(&write_wakers)),
+            write_wakers,
+        }
+    }
+}
+
+impl<S> WebSocket<S> {
+    /// The frame layer underneath. Frames read or written through it bypass the
+    /// message layer's checks.
+    pub fn get_ref(&self) -> &Framed<S, WsCodec> {
+        &self.framed
+    }
+
+    /// Mutable access to the frame layer underneath.
+    pub fn get_mut(&mut self) -> &mut Framed<S, WsCodec> {
+        &mut self.framed
+    }
+
+    /// Gives back the `Framed`, with any buffered bytes. A partly received message
+    /// and owed control frames are dropped.
+    pub fn into_framed(self) -> Framed<S, WsCodec> {
+        self.framed
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.framed.codec().role()
+    }
+
+    /// Splits into a sending half and a receiving half that can be used from
+    /// different tasks at the same time (the same as `StreamExt::split`).
+    ///
+    /// The receiving half answers pings on its own, so a task that only reads keeps
+    /// the connection healthy.
+    pub fn split(self) -> (SplitSink<WebSocket<S>, Message>, SplitStream<WebSocket<S>>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        StreamExt::split(self)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Moves owed control frames into the write buffer: the pong first, since its
+    /// ping arrived before any close.
+    fn queue_owed(&mut self) -> Result<bool, Error> {
+        let mut queued = false;
+        if let Some(payload) = self.owed_pong.take() {
+            Pin::new(&mut self.framed).start_send(Frame::pong(payload))?;
+            queued = true;
+        }
+        if let Some(frame) = self.owed_close.take() {
+            Pin::new(&mut self.framed).start_send(frame)?;
+            queued = true;
+        }
+        Ok(queued)
+    }
+
+    /// A context whose waker wakes both halves, registered for `side`.
+    fn write_context(&self, side: Side, cx: &Context<'_>) -> Waker {
+        self.write_wakers.register(side, cx.waker());
+        self.write_waker.clone()
+    }
+
+    /// Queues owed frames and flushes the write buffer.
+    fn poll_flush_owed(&mut self, side: Side, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.queue_owed()?;
+        let waker = self.write_context(side, cx);
+        Pin::new(&mut self.framed).poll_flush(&mut Context::from_waker(&waker))
+    }
+
+    /// Sends what the read path owes without making reads wait on writes: a peer
+    /// that is slow to read must not stop us reading (that could deadlock two
+    /// endpoints that both write a lot).
+    fn send_owed_from_read_path(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
+        if self.queue_owed()? {
+            self.read_path_unflushed = true;
+        }
+        if self.read_path_unflushed {
+            match self.poll_flush_owed(Side::Read, cx) {
+                Poll::Ready(result) => {
+                    self.read_path_unflushed = false;
+                    result?;
+                }
+                Poll::Pending => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn start_close_timer(&mut self) {
+        if self.close_deadline.is_none() {
+            self.close_deadline = Some(Box::pin(tokio::time::sleep(
+                self.config.get_close_timeout(),
+            )));
+        }
+    }
+
+    fn close_timer_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.close_deadline {
+            Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
+            None => false,
+        }
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): owes the close code the error
+    /// implies, then tears down and yields the error.
+    fn fail(&mut self, error: Error) {
+        let frame = error.close_code().map(|code| Frame::close(code, ""));
+        if let CloseAction::Send(frame) = self.close.on_failure(frame) {
+            self.owed_close = Some(frame);
+        }
+        self.begin_teardown(false, Err(error));
+    }
+
+    fn begin_teardown(&mut self, await_eof: bool, last: Result<Message, Error>) {
+        self.start_close_timer();
+        self.reading = ReadState::TearingDown {
+            await_eof,
+            last: Some(last),
+        };
+    }
+
+    /// Handles one received frame; returns the message to yield, if any.
+    fn on_frame(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
+        match frame.opcode() {
+            OpCode::Ping => {
+                if self.config.get_auto_pong() && self.close.can_send() {
+                    self.owed_pong = Some(frame.payload().clone());
+                }
+                Ok(self
+                    .config
+                    .get_control_messages()
+                    .then(|| Message::Ping(frame.into_payload())))
+            }
+            OpCode::Pong => Ok(self
+                .config
+                .get_control_messages()
+                .then(|| Message::Pong(frame.into_payload()))),
+            OpCode::Close => {
+                let close = parse_close_payload(frame.into_payload())?;
+                match self.close.on_close_received(close.as_ref()) {
+                    CloseAction::Send(echo) => self.owed_close = Some(echo),
+                    CloseAction::Finish => {}
+                    CloseAction::Ignore => return Ok(None),
+                }
+                // RFC 6455 §7.1.1: the server closes TCP first; a client waits for it.
+                let await_eof = self.role() == Role::Client;
+                self.begin_teardown(await_eof, Ok(Message::Close(close)));
+                Ok(None)
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.assembler.push(frame),
+        }
+    }
+
+    /// Validates the part of a text frame that has arrived so far, so invalid UTF-8
+    /// fails the connection without waiting for the rest of the frame.
+    fn check_partial_frame(&mut self) -> Result<(), Error> {
+        let Some(mut header) = self.framed.codec_mut().take_pending() else {
+            return Ok(());
+        };
+        let arrived = header.unmask_arrived(self.framed.read_buffer_mut());
+        let result = self.assembler.check_partial(header.opcode, arrived);
+        self.framed.codec_mut().restore_pending(header);
+        result
+    }
+
+    /// Flushes what is owed, waits for EOF if asked, shuts the transport down, then
+    /// yields the last item. The close timer bounds every wait.
+    fn poll_teardown(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let expired = self.close_timer_expired(cx);
+        if let Poll::Pending = self.poll_flush_owed(Side::Read, cx)
+            && !expired
+        {
+            return Poll::Pending;
+        }
+        if let ReadState::TearingDown { await_eof, .. } = &mut self.reading
+            && *await_eof
+        {
+            loop {
+                match Pin::new(&mut self.framed).poll_next(cx) {
+                    Poll::Ready(Some(Ok(_))) => continue,
+                    Poll::Ready(None | Some(Err(_))) => break,
+                    Poll::Pending if expired => break,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            *await_eof = false;
+        }
+        let waker = self.write_context(Side::Read, cx);
+        if let Poll::Pending =
+            Pin::new(&mut self.framed).poll_close(&mut Context::from_waker(&waker))
+            && !expired
+        {
+            return Poll::Pending;
+        }
+        match std::mem::replace(&mut self.reading, ReadState::Done) {
+            ReadState::TearingDown { last, .. } => Poll::Ready(last),
+            _ => Poll::Ready(None),
+        }
+    }
+
+    /// Encodes a message, split into frames of the configured fragment size.
+    fn encode_message(&mut self, message: Message) -> Result<(), Error> {
+        let frame = message.into_frame();
+        let len = frame.payload().len();
+        let mut framed = Pin::new(&mut self.framed);
+        match self.config.get_fragment_size() {
+            Some(size) if frame.opcode().is_data() && len > size => {
+                let mut opcode = frame.opcode();
+                let payload = frame.into_payload();
+                let mut start = 0;
+                while start < len {
+                    let end = (start + size).min(len);
+                    let fragment =
+                        Frame::new(opcode, payload.slice(start..end)).with_fin(end == len);
+                    framed.as_mut().start_send(fragment)?;
+                    opcode = OpCode::Continuation;
+                    start = end;
+                }
+                Ok(())
+            }
+            _ => framed.start_send(frame),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match this.reading {
+                ReadState::Reading => {}
+                ReadState::TearingDown { .. } => return this.poll_teardown(cx),
+                ReadState::Done => return Poll::Ready(None),
+            }
+            if let Err(error) = this.send_owed_from_read_path(cx) {
+                this.fail(error);
+                continue;
+            }
+            match Pin::new(&mut this.framed).poll_next(cx) {
+                Poll::Ready(Some(Ok(frame))) => match this.on_frame(frame) {
+                    Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
+                    Ok(None) => {}
+                    Err(error) => this.fail(error),
+                },
+                Poll::Ready(Some(Err(error))) => this.fail(error),
+                Poll::Ready(None) => {
+                    this.close.on_failure(None);
+                    this.reading = ReadState::Done;
+                    let eof = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed without a close frame",
+                    );
+                    return Poll::Ready(Some(Err(Error::Io(eof))));
+                }
+                Poll::Pending => {
+                    if let Err(error) = this.check_partial_frame() {
+                        this.fail(error);
+                        continue;
+                    }
+                    if this.close == CloseState::CloseSent && this.close_timer_expired(cx) {
+                        this.close.on_failure(None);
+                        this.begin_teardown(false, Err(Error::CloseTimeout));
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if !this.close.can_send() {
+            // start_send decides: a close is accepted (and ignored), data is refused.
+            return Poll::Ready(Ok(()));
+        }
+        this.queue_owed()?;
+        let waker = this.write_context(Side::Write, cx);
+        Pin::new(&mut this.framed).poll_ready(&mut Context::from_waker(&waker))
+    }
+
+    /// Queues a message. Sending [`Message::Close`] starts the close handshake
+    /// (and the close timer); a close after one was already sent is ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionClosed`] for anything but a close after the close handshake
+    /// started; [`Error::Protocol`] for a control message over 125 bytes or a close
+    /// code that may not be sent.
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        let this = self.get_mut();
+        if let Message::Close(close) = &message {
+            if let Some(close) = close {
+                if !close.code.is_allowed_on_wire() {
+                    return Err(ProtocolError::InvalidCloseCode(close.code.as_u16()).into());
+                }
+                if close.reason.len() + 2 > MAX_CONTROL_PAYLOAD {
+                    return Err(
+                        ProtocolError::ControlFrameTooLong(close.reason.len() as u64 + 2).into(),
+                    );
+                }
+            }
+            this.queue_owed()?;
+            if let CloseAction::Send(frame) = this.close.on_close_requested(message.into_frame()) {
+                Pin::new(&mut this.framed).start_send(frame)?;
+                this.start_close_timer();
+            }
+            return Ok(());
+        }
+        if !this.close.can_send() {
+            return Err(Error::ConnectionClosed);
+        }
+        this.queue_owed()?;
+        this.encode_message(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_flush_owed(Side::Write, cx)
+    }
+
+    /// Starts the close handshake with 1000 (normal) if it has not started, and
+    /// flushes. The transport is shut down by the read side once the peer answers
+    /// (or the close timeout passes), so keep reading until the stream ends.
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.close == CloseState::Open {
+            let close = Message::close(crate::frame::CloseCode::Normal, "");
+            self.as_mut().start_send(close)?;
+        }
+        self.poll_flush(cx)
+    }
+}
+
+/// The wakers of the tasks that last polled the socket for writing, one per half.
+#[derive(Debug, Default)]
+struct WriteWakers {
+    wakers: Mutex<[Option<Waker>; 2]>,
+}
+
+impl WriteWakers {
+    fn register(&self, side: Side, waker: &Waker) {
+        let mut wakers = self
+            .wakers
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let slot = &mut wakers[side as usize];
+        if !slot.as_ref().is_some_and(|known| known.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for WriteWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let wakers = std::mem::take(
+            &mut *self
+                .wakers
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        );
+        for waker in wakers.into_iter().flatten() {
+            waker.wake();
+        }
+    }
+}
