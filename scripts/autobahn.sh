@@ -2,6 +2,7 @@
 # Runs the Autobahn testsuite (through kosoku) against fastws.
 #
 # Usage: scripts/autobahn.sh server   # kosoku's fuzzingclient tests examples/echo_server
+#        scripts/autobahn.sh client   # examples/autobahn_client runs against kosoku's fuzzingserver
 #
 # Installs kosoku into a virtualenv (target/autobahn-venv), builds the example in
 # release mode, runs the suite and fails unless every case is OK or INFORMATIONAL.
@@ -35,7 +36,20 @@ case "$mode" in
       || { tail -20 "$out/kosoku.log"; exit 1; }
     echo "autobahn server run took $(( $(date +%s) - start )) s"
     ;;
-  *) echo "usage: $0 server" >&2; exit 2 ;;
+  client)
+    cargo build --release --quiet --example autobahn_client
+    port=${PORT:-9003}
+    "$venv/bin/kosoku" -m fuzzingserver -o "$out" "${exclude[@]}" "127.0.0.1:$port" > "$out/kosoku.log" 2>&1 &
+    fuzzer=$!
+    trap 'kill $fuzzer 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    start=$(date +%s)
+    target/release/examples/autobahn_client "ws://127.0.0.1:$port" > "$out/client.log" 2>&1 \
+      || { tail -20 "$out/client.log"; exit 1; }
+    echo "autobahn client run took $(( $(date +%s) - start )) s"
+    for _ in $(seq 50); do [ -s "$out/index.json" ] && break; sleep 0.1; done
+    ;;
+  *) echo "usage: $0 server|client" >&2; exit 2 ;;
 esac
 
 python3 scripts/autobahn_verdict.py "$out/index.json"

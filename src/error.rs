@@ -35,6 +35,16 @@ pub enum Error {
     },
     /// The opening handshake failed.
     Handshake(HandshakeError),
+    /// The URL given to [`connect`](crate::connect) is invalid or its scheme is not
+    /// `ws` or `wss`.
+    InvalidUrl(String),
+    /// The URL's host name could not be resolved.
+    Dns(io::Error),
+    /// No TCP connection could be opened to any of the host's addresses (for
+    /// example, connection refused).
+    Connect(io::Error),
+    /// The TLS handshake failed, or `wss://` was asked for without TLS support.
+    Tls(io::Error),
     /// The WebSocket is closed: a message was sent after a close frame, or the
     /// connection ended.
     ConnectionClosed,
@@ -103,6 +113,10 @@ impl fmt::Display for Error {
                 write!(f, "message of {len} bytes exceeds the limit of {max}")
             }
             Error::Handshake(err) => write!(f, "handshake failed: {err}"),
+            Error::InvalidUrl(reason) => write!(f, "invalid websocket url: {reason}"),
+            Error::Dns(err) => write!(f, "host name resolution failed: {err}"),
+            Error::Connect(err) => write!(f, "tcp connect failed: {err}"),
+            Error::Tls(err) => write!(f, "tls handshake failed: {err}"),
             Error::ConnectionClosed => f.write_str("the websocket connection is closed"),
             Error::CloseTimeout => {
                 f.write_str("the peer did not complete the close handshake in time")
@@ -114,7 +128,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io(err) => Some(err),
+            Error::Io(err) | Error::Dns(err) | Error::Connect(err) | Error::Tls(err) => Some(err),
             Error::Protocol(err) => Some(err),
             Error::Handshake(err) => Some(err),
             _ => None,
@@ -215,6 +229,9 @@ pub enum HandshakeError {
         /// The HTTP status sent to the client.
         status: u16,
     },
+    /// The server answered the client's upgrade request with a status other than
+    /// `101`: its response, with the start of the body (at most 64 KiB), says why.
+    Refused(Box<http::Response<bytes::Bytes>>),
     /// The HTTP head exceeded the configured size or header count.
     TooLarge,
     /// The peer did not finish the handshake within the configured timeout.
@@ -224,11 +241,20 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// The server's non-`101` response, for a client whose upgrade was refused.
+    pub fn response(&self) -> Option<&http::Response<bytes::Bytes>> {
+        match self {
+            HandshakeError::Refused(response) => Some(response),
+            _ => None,
+        }
+    }
+
     /// The HTTP status involved: the one a server sent, if any.
     pub fn status(&self) -> Option<u16> {
         match self {
             HandshakeError::Invalid { status, .. } => *status,
             HandshakeError::Rejected { status } => Some(*status),
+            HandshakeError::Refused(response) => Some(response.status().as_u16()),
             HandshakeError::TooLarge => Some(431),
             _ => None,
         }
@@ -241,6 +267,9 @@ impl fmt::Display for HandshakeError {
             HandshakeError::Invalid { reason, .. } => f.write_str(reason),
             HandshakeError::Rejected { status } => {
                 write!(f, "request rejected with status {status}")
+            }
+            HandshakeError::Refused(response) => {
+                write!(f, "server answered {} instead of 101", response.status())
             }
             HandshakeError::TooLarge => f.write_str("http head exceeds the size limit"),
             HandshakeError::Timeout => f.write_str("handshake timed out"),

@@ -35,6 +35,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod stream;
 mod utf8;
 pub mod websocket;
 
@@ -42,8 +43,10 @@ pub use codec::{Role, WsCodec};
 pub use config::Config;
 pub use error::{Error, HandshakeError, ProtocolError};
 pub use frame::{CloseCode, Frame, OpCode};
+pub use handshake::client::{ClientRequest, client_handshake, connect};
 pub use handshake::server::{Acceptor, accept, accept_with};
 pub use message::{CloseFrame, Message, Utf8Bytes};
+pub use stream::MaybeTlsStream;
 pub use websocket::WebSocket;
 
 #[doc = include_str!("../README.md")]

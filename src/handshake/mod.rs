@@ -1,12 +1,13 @@
 //! The opening handshake (RFC 6455 §4): the pieces both sides share.
 //!
-//! [`server`] upgrades an incoming HTTP/1.1 request.
+//! [`server`] upgrades an incoming HTTP/1.1 request; [`client`] sends one.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderMap;
 use sha1::{Digest, Sha1};
 
+pub mod client;
 pub mod server;
 
 /// The GUID RFC 6455 §1.3 appends to the key before hashing.

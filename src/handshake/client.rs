@@ -1,0 +1,551 @@
+//! The client's opening handshake (RFC 6455 §4.1): [`connect`] to a `ws://` or
+//! `wss://` URL, or [`client_handshake`] over a stream you already have.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use url::Url;
+
+use super::{accept_key, header_has_token};
+use crate::codec::Role;
+use crate::config::Config;
+use crate::error::{Error, HandshakeError};
+use crate::stream::MaybeTlsStream;
+use crate::websocket::WebSocket;
+
+/// The most of a refusal's body kept in [`HandshakeError::Refused`].
+const MAX_REFUSAL_BODY: usize = 64 * 1024;
+/// The largest response head accepted.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+/// The most headers a response may carry.
+const MAX_HEADERS: usize = 64;
+
+/// Connects to a `ws://` or `wss://` URL: resolves the host, opens TCP (with
+/// `TCP_NODELAY`), adds TLS for `wss://`, and runs the opening handshake.
+///
+/// Returns the WebSocket and the server's `101` response, whose headers carry the
+/// negotiated subprotocol (`Sec-WebSocket-Protocol`). Pass a [`ClientRequest`] to add
+/// headers, offer subprotocols or set limits.
+///
+/// ```no_run
+/// use futures_util::{SinkExt, StreamExt};
+///
+/// # async fn run() -> Result<(), fastws::Error> {
+/// let (mut ws, _response) = fastws::connect("ws://127.0.0.1:9001/").await?;
+/// ws.send(fastws::Message::text("hello")).await?;
+/// let echo = ws.next().await;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// Each failure is its own variant: [`Error::InvalidUrl`] (a bad URL or scheme),
+/// [`Error::Dns`], [`Error::Connect`] (for example, connection refused),
+/// [`Error::Tls`], [`HandshakeError::Timeout`] (the whole of it took longer than
+/// [`ClientRequest::timeout`]), [`HandshakeError::Refused`] (a status other than
+/// `101`, with the response) and [`HandshakeError::Invalid`] (a `101` that breaks
+/// RFC 6455 §4.1).
+///
+/// # Cancel safety
+///
+/// Not cancel safe: a dropped future leaves no usable connection.
+pub async fn connect(
+    request: impl Into<ClientRequest>,
+) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
+    request.into().connect().await
+}
+
+/// Runs the client handshake over a stream the caller opened (a proxy tunnel, a
+/// Unix socket, an in-memory duplex). The request's URL supplies the `Host` header
+/// and the path; its scheme must still be `ws` or `wss`, but no TLS is added.
+///
+/// # Errors
+///
+/// As [`connect`], less the errors of resolving and connecting.
+pub async fn client_handshake<S>(
+    stream: S,
+    request: impl Into<ClientRequest>,
+) -> Result<(WebSocket<S>, Response<()>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = request.into();
+    let url = request.url()?;
+    tokio::time::timeout(request.timeout, request.handshake(stream, &url))
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+}
+
+/// A client's upgrade request: the URL, extra headers, subprotocols to offer, and the
+/// [`Config`] of the resulting WebSocket.
+///
+/// ```
+/// let request = fastws::ClientRequest::new("wss://example.com/chat")
+///     .header("authorization", "Bearer token")
+///     .origin("https://example.com")
+///     .protocol("chat.v2")
+///     .config(fastws::Config::default().max_message_size(1 << 20));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    url: Result<Url, String>,
+    headers: HeaderMap,
+    protocols: Vec<String>,
+    config: Config,
+    timeout: Duration,
+    #[cfg(feature = "rustls")]
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl ClientRequest {
+    /// A request for `url` (`ws://` or `wss://`); a malformed URL is reported when
+    /// connecting, as [`Error::InvalidUrl`].
+    pub fn new(url: impl AsRef<str>) -> ClientRequest {
+        ClientRequest {
+            url: Url::parse(url.as_ref()).map_err(|err| format!("{err}: {}", url.as_ref())),
+            headers: HeaderMap::new(),
+            protocols: Vec::new(),
+            config: Config::default(),
+            timeout: Duration::from_secs(30),
+            #[cfg(feature = "rustls")]
+            tls: None,
+        }
+    }
+
+    /// Adds a header to the request (for example `Authorization` or a cookie). A
+    /// name or value that is not valid HTTP is reported when connecting.
+    pub fn header(mut self, name: &str, value: &str) -> ClientRequest {
+        match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            (Ok(name), Ok(value)) => {
+                self.headers.append(name, value);
+            }
+            _ => self.url = Err(format!("invalid header {name:?}")),
+        }
+        self
+    }
+
+    /// Sets the `Origin` header, as a browser would.
+    pub fn origin(self, origin: &str) -> ClientRequest {
+        self.header("origin", origin)
+    }
+
+    /// Offers a subprotocol (`Sec-WebSocket-Protocol`); call it once per protocol,
+    /// most preferred first. The server's choice is in the response's headers.
+    pub fn protocol(mut self, protocol: &str) -> ClientRequest {
+        self.protocols.push(protocol.to_owned());
+        self
+    }
+
+    /// The configuration of the resulting WebSocket.
+    pub fn config(mut self, config: Config) -> ClientRequest {
+        self.config = config;
+        self
+    }
+
+    /// A bound on resolving, connecting, TLS and the handshake together (default 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> ClientRequest {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The rustls configuration for `wss://` (for a private CA or client
+    /// certificates). By default, the Mozilla roots of `webpki-roots` are trusted.
+    #[cfg(feature = "rustls")]
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> ClientRequest {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Connects; see [`connect`].
+    ///
+    /// # Errors
+    ///
+    /// See [`connect`].
+    pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
+        let url = self.url()?;
+        tokio::time::timeout(self.timeout, async {
+            let tcp = open_tcp(&url).await?;
+            let stream = self.secure(tcp, &url).await?;
+            self.handshake(stream, &url).await
+        })
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+    }
+
+    /// The URL, checked: `ws` or `wss`, with a host, without a fragment.
+    fn url(&self) -> Result<Url, Error> {
+        let url = self.url.clone().map_err(Error::InvalidUrl)?;
+        if !matches!(url.scheme(), "ws" | "wss") {
+            return Err(Error::InvalidUrl(format!(
+                "scheme {:?} is not ws or wss",
+                url.scheme()
+            )));
+        }
+        if url.host().is_none() {
+            return Err(Error::InvalidUrl(format!("no host in {url}")));
+        }
+        // RFC 6455 §3: fragments are not allowed in WebSocket URIs.
+        if url.fragment().is_some() {
+            return Err(Error::InvalidUrl(format!("fragment in {url}")));
+        }
+        Ok(url)
+    }
+
+    /// Adds TLS for `wss://`.
+    async fn secure(&self, tcp: TcpStream, url: &Url) -> Result<MaybeTlsStream, Error> {
+        if url.scheme() == "ws" {
+            return Ok(MaybeTlsStream::Plain(tcp));
+        }
+        #[cfg(feature = "rustls")]
+        {
+            let config = self.tls.clone().unwrap_or_else(default_tls_config);
+            let name = rustls::pki_types::ServerName::try_from(host_name(url))
+                .map_err(|err| Error::InvalidUrl(format!("{err}")))?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(Error::Tls)?;
+            Ok(MaybeTlsStream::Rustls(Box::new(tls)))
+        }
+        #[cfg(not(feature = "rustls"))]
+        {
+            let _ = tcp;
+            Err(Error::Tls(std::io::Error::other(
+                "wss:// needs the `rustls` feature of fastws",
+            )))
+        }
+    }
+
+    /// Sends the upgrade request and validates the response.
+    async fn handshake<S>(
+        &self,
+        mut stream: S,
+        url: &Url,
+    ) -> Result<(WebSocket<S>, Response<()>), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let key = BASE64.encode(rand::random::<[u8; 16]>());
+        stream.write_all(&self.encode_request(url, &key)).await?;
+        stream.flush().await?;
+
+        let mut buf = BytesMut::with_capacity(1024);
+        let (response, head_len) = loop {
+            if buf.len() >= MAX_RESPONSE_HEAD {
+                return Err(HandshakeError::TooLarge.into());
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(HandshakeError::UnexpectedEof.into());
+            }
+            if let Some(parsed) = parse_response(&buf)? {
+                break parsed;
+            }
+        };
+        let leftover = buf.split_off(head_len);
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let body = read_refusal_body(&mut stream, response.headers(), leftover).await;
+            let (parts, ()) = response.into_parts();
+            return Err(
+                HandshakeError::Refused(Box::new(Response::from_parts(parts, body))).into(),
+            );
+        }
+        self.validate_upgrade(response.headers(), &key)?;
+        let ws =
+            WebSocket::from_partially_read(stream, leftover, Role::Client, self.config.clone());
+        Ok((ws, response))
+    }
+
+    fn encode_request(&self, url: &Url, key: &str) -> BytesMut {
+        let mut request = BytesMut::with_capacity(256);
+        request.put_slice(b"GET ");
+        request.put_slice(url.path().as_bytes());
+        if let Some(query) = url.query() {
+            request.put_u8(b'?');
+            request.put_slice(query.as_bytes());
+        }
+        request.put_slice(b" HTTP/1.1\r\nHost: ");
+        request.put_slice(url.host_str().unwrap_or_default().as_bytes());
+        if let Some(port) = url.port() {
+            request.put_slice(format!(":{port}").as_bytes());
+        }
+        request.put_slice(
+            b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n",
+        );
+        request.put_slice(b"Sec-WebSocket-Key: ");
+        request.put_slice(key.as_bytes());
+        request.put_slice(b"\r\n");
+        if !self.protocols.is_empty() {
+            request.put_slice(b"Sec-WebSocket-Protocol: ");
+            request.put_slice(self.protocols.join(", ").as_bytes());
+            request.put_slice(b"\r\n");
+        }
+        for (name, value) in &self.headers {
+            request.put_slice(name.as_str().as_bytes());
+            request.put_slice(b": ");
+            request.put_slice(value.as_bytes());
+            request.put_slice(b"\r\n");
+        }
+        request.put_slice(b"\r\n");
+        request
+    }
+
+    /// The rules of RFC 6455 §4.1 for a `101` response.
+    fn validate_upgrade(&self, headers: &HeaderMap, key: &str) -> Result<(), HandshakeError> {
+        let invalid = |reason| HandshakeError::Invalid {
+            reason,
+            status: None,
+        };
+        if !header_has_token(headers, header::UPGRADE, "websocket") {
+            return Err(invalid("response lacks Upgrade: websocket"));
+        }
+        if !header_has_token(headers, header::CONNECTION, "upgrade") {
+            return Err(invalid("response lacks Connection: upgrade"));
+        }
+        let accept = headers
+            .get(header::SEC_WEBSOCKET_ACCEPT)
+            .map(HeaderValue::as_bytes);
+        if accept != Some(accept_key(key.as_bytes()).as_bytes()) {
+            return Err(invalid("wrong Sec-WebSocket-Accept"));
+        }
+        let mut protocols = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter();
+        match (protocols.next(), protocols.next()) {
+            (None, _) => {}
+            (Some(chosen), None)
+                if self
+                    .protocols
+                    .iter()
+                    .any(|p| p.as_bytes() == chosen.as_bytes()) => {}
+            _ => {
+                return Err(invalid(
+                    "server chose a subprotocol the client did not offer",
+                ));
+            }
+        }
+        if headers.contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
+            return Err(invalid(
+                "server chose an extension the client did not offer",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for ClientRequest {
+    fn from(url: &str) -> ClientRequest {
+        ClientRequest::new(url)
+    }
+}
+
+impl From<String> for ClientRequest {
+    fn from(url: String) -> ClientRequest {
+        ClientRequest::new(url)
+    }
+}
+
+impl From<&String> for ClientRequest {
+    fn from(url: &String) -> ClientRequest {
+        ClientRequest::new(url)
+    }
+}
+
+impl From<Url> for ClientRequest {
+    fn from(url: Url) -> ClientRequest {
+        ClientRequest::new(url)
+    }
+}
+
+/// The URL's host as DNS and TLS want it: IPv6 literals without brackets.
+fn host_name(url: &Url) -> String {
+    match url.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(host) => host.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Resolves the URL's host and connects to the first address that answers.
+async fn open_tcp(url: &Url) -> Result<TcpStream, Error> {
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addrs: Vec<_> = tokio::net::lookup_host((host_name(url).as_str(), port))
+        .await
+        .map_err(Error::Dns)?
+        .collect();
+    let mut last_error = std::io::Error::new(std::io::ErrorKind::NotFound, "host has no addresses");
+    if addrs.is_empty() {
+        return Err(Error::Dns(last_error));
+    }
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                tcp.set_nodelay(true).map_err(Error::Connect)?;
+                return Ok(tcp);
+            }
+            Err(err) => last_error = err,
+        }
+    }
+    Err(Error::Connect(last_error))
+}
+
+/// The default TLS configuration: ring, safe protocol versions, Mozilla's roots.
+#[cfg(feature = "rustls")]
+fn default_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
+    use std::sync::{Arc, OnceLock};
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// Parses a response head; `Ok(None)` while incomplete.
+fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, HandshakeError> {
+    let invalid = |reason| HandshakeError::Invalid {
+        reason,
+        status: None,
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooLarge),
+        Err(_) => return Err(invalid("malformed http response")),
+    };
+    let status = parsed
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(invalid("invalid status code"))?;
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    for h in parsed.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid("invalid header"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| invalid("invalid header"))?;
+        response.headers_mut().append(name, value);
+    }
+    Ok(Some((response, head_len)))
+}
+
+/// Reads the body of a refusal, at most [`MAX_REFUSAL_BODY`] bytes: the
+/// `Content-Length` if given, otherwise until EOF. A read error ends the body early.
+async fn read_refusal_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    headers: &HeaderMap,
+    mut body: BytesMut,
+) -> Bytes {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    let limit = length.unwrap_or(usize::MAX).min(MAX_REFUSAL_BODY);
+    while body.len() < limit {
+        body.reserve((limit - body.len()).min(8 * 1024));
+        match stream.read_buf(&mut body).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    body.truncate(limit);
+    body.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_carries_host_port_path_query_and_offers() {
+        let request = ClientRequest::new("ws://example.com:8080/chat?room=1")
+            .protocol("a")
+            .protocol("b")
+            .header("authorization", "Bearer x");
+        let url = request.url().unwrap();
+        let head = request.encode_request(&url, "dGhlIHNhbXBsZSBub25jZQ==");
+        let head = std::str::from_utf8(&head).unwrap();
+        assert!(head.starts_with("GET /chat?room=1 HTTP/1.1\r\nHost: example.com:8080\r\n"));
+        assert!(head.contains("Sec-WebSocket-Protocol: a, b\r\n"));
+        assert!(head.contains("authorization: Bearer x\r\n"));
+        assert!(head.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        for bad in [
+            "http://example.com/",
+            "ws://",
+            "not a url",
+            "ws://example.com/#frag",
+        ] {
+            assert!(
+                matches!(ClientRequest::new(bad).url(), Err(Error::InvalidUrl(_))),
+                "{bad}"
+            );
+        }
+        assert!(ClientRequest::new("wss://[::1]:9001/").url().is_ok());
+        assert!(matches!(
+            ClientRequest::new("ws://x/")
+                .header("bad header", "v")
+                .url(),
+            Err(Error::InvalidUrl(_))
+        ));
+    }
+
+    #[test]
+    fn response_validation_follows_rfc_6455_4_1() {
+        let request = ClientRequest::new("ws://example.com/").protocol("chat");
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let good = || {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            headers.insert(
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            );
+            headers
+        };
+        assert!(request.validate_upgrade(&good(), key).is_ok());
+        let mut chosen = good();
+        chosen.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("chat"),
+        );
+        assert!(request.validate_upgrade(&chosen, key).is_ok());
+        let mut unoffered = good();
+        unoffered.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("other"),
+        );
+        assert!(request.validate_upgrade(&unoffered, key).is_err());
+        let mut extension = good();
+        extension.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static("permessage-deflate"),
+        );
+        assert!(request.validate_upgrade(&extension, key).is_err());
+        let mut wrong = good();
+        wrong.insert(
+            header::SEC_WEBSOCKET_ACCEPT,
+            HeaderValue::from_static("AAAA"),
+        );
+        assert!(request.validate_upgrade(&wrong, key).is_err());
+        let mut no_upgrade = good();
+        no_upgrade.remove(header::UPGRADE);
+        assert!(request.validate_upgrade(&no_upgrade, key).is_err());
+    }
+}
