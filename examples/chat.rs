@@ -32,11 +32,7 @@ async fn main() -> std::io::Result<()> {
     Ok(())
 }
 
-async fn serve(
-    id: u64,
-    tcp: TcpStream,
-    lines: broadcast::Sender<Line>,
-) -> Result<(), fastws::Error> {
+async fn serve(id: u64, tcp: TcpStream, lines: broadcast::Sender<Line>) -> Result<(), fastws::Error> {
     tcp.set_nodelay(true)?;
     let ws = fastws::accept(tcp).await?;
     let (mut sink, mut stream) = ws.split();

@@ -45,9 +45,7 @@ impl MessageAssembler {
         debug_assert!(frame.opcode().is_data());
         match (frame.opcode(), self.in_progress) {
             (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation.into()),
-            (OpCode::Text | OpCode::Binary, Some(_)) => {
-                Err(ProtocolError::ExpectedContinuation.into())
-            }
+            (OpCode::Text | OpCode::Binary, Some(_)) => Err(ProtocolError::ExpectedContinuation.into()),
             (OpCode::Continuation, Some(opcode)) => self.push_fragment(opcode, frame),
             (opcode, None) if frame.is_fin() && self.validated == 0 => {
                 self.whole_message(opcode, frame.into_payload())

@@ -133,8 +133,8 @@ impl WsCodec {
         };
         let fin = first_byte & 0x80 != 0;
         let rsv = (first_byte >> 4) & 0b111;
-        let opcode = OpCode::from_bits(first_byte & 0x0F)
-            .ok_or(ProtocolError::ReservedOpCode(first_byte & 0x0F))?;
+        let opcode =
+            OpCode::from_bits(first_byte & 0x0F).ok_or(ProtocolError::ReservedOpCode(first_byte & 0x0F))?;
         let allowed_rsv = match opcode {
             OpCode::Text | OpCode::Binary => self.allowed_rsv,
             _ => 0,

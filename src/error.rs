@@ -118,9 +118,7 @@ impl fmt::Display for Error {
             Error::Connect(err) => write!(f, "tcp connect failed: {err}"),
             Error::Tls(err) => write!(f, "tls handshake failed: {err}"),
             Error::ConnectionClosed => f.write_str("the websocket connection is closed"),
-            Error::CloseTimeout => {
-                f.write_str("the peer did not complete the close handshake in time")
-            }
+            Error::CloseTimeout => f.write_str("the peer did not complete the close handshake in time"),
         }
     }
 }

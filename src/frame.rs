@@ -363,10 +363,7 @@ mod tests {
         let allowed: Vec<u16> = (0..=u16::MAX)
             .filter(|&c| CloseCode::from(c).is_allowed_on_wire())
             .collect();
-        let expected: Vec<u16> = (1000..=1003)
-            .chain(1007..=1014)
-            .chain(3000..=4999)
-            .collect();
+        let expected: Vec<u16> = (1000..=1003).chain(1007..=1014).chain(3000..=4999).collect();
         assert_eq!(allowed, expected);
     }
 

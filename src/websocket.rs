@@ -121,12 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Wraps a transport whose handshake is done, with bytes already read from it
     /// (for example, read together with the HTTP head) as the start of the stream.
-    pub fn from_partially_read(
-        io: S,
-        read: bytes::BytesMut,
-        role: Role,
-        config: Config,
-    ) -> WebSocket<S> {
+    pub fn from_partially_read(io: S, read: bytes::BytesMut, role: Role, config: Config) -> WebSocket<S> {
         let mut parts = FramedParts::new(io, WsCodec::new(role));
         parts.read_buf = read;
         WebSocket::from_parts(parts, config)
@@ -250,9 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn start_close_timer(&mut self) {
         if self.close_deadline.is_none() {
-            self.close_deadline = Some(Box::pin(tokio::time::sleep(
-                self.config.get_close_timeout(),
-            )));
+            self.close_deadline = Some(Box::pin(tokio::time::sleep(self.config.get_close_timeout())));
         }
     }
 
@@ -348,8 +341,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             *await_eof = false;
         }
         let waker = self.write_context(Side::Read, cx);
-        if let Poll::Pending =
-            Pin::new(&mut self.framed).poll_close(&mut Context::from_waker(&waker))
+        if let Poll::Pending = Pin::new(&mut self.framed).poll_close(&mut Context::from_waker(&waker))
             && !expired
         {
             return Poll::Pending;
@@ -372,8 +364,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 let mut start = 0;
                 while start < len {
                     let end = (start + size).min(len);
-                    let fragment =
-                        Frame::new(opcode, payload.slice(start..end)).with_fin(end == len);
+                    let fragment = Frame::new(opcode, payload.slice(start..end)).with_fin(end == len);
                     framed.as_mut().start_send(fragment)?;
                     opcode = OpCode::Continuation;
                     start = end;
@@ -463,9 +454,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
                     return Err(ProtocolError::InvalidCloseCode(close.code.as_u16()).into());
                 }
                 if close.reason.len() + 2 > MAX_CONTROL_PAYLOAD {
-                    return Err(
-                        ProtocolError::ControlFrameTooLong(close.reason.len() as u64 + 2).into(),
-                    );
+                    return Err(ProtocolError::ControlFrameTooLong(close.reason.len() as u64 + 2).into());
                 }
             }
             this.queue_owed()?;
@@ -506,10 +495,7 @@ struct WriteWakers {
 
 impl WriteWakers {
     fn register(&self, side: Side, waker: &Waker) {
-        let mut wakers = self
-            .wakers
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut wakers = self.wakers.lock().unwrap_or_else(|poison| poison.into_inner());
         let slot = &mut wakers[side as usize];
         if !slot.as_ref().is_some_and(|known| known.will_wake(waker)) {
             *slot = Some(waker.clone());
@@ -523,12 +509,7 @@ impl Wake for WriteWakers {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let wakers = std::mem::take(
-            &mut *self
-                .wakers
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner()),
-        );
+        let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|poison| poison.into_inner()));
         for waker in wakers.into_iter().flatten() {
             waker.wake();
         }

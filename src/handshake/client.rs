@@ -223,11 +223,7 @@ impl ClientRequest {
     }
 
     /// Sends the upgrade request and validates the response.
-    async fn handshake<S>(
-        &self,
-        mut stream: S,
-        url: &Url,
-    ) -> Result<(WebSocket<S>, Response<()>), Error>
+    async fn handshake<S>(&self, mut stream: S, url: &Url) -> Result<(WebSocket<S>, Response<()>), Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -251,13 +247,10 @@ impl ClientRequest {
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             let body = read_refusal_body(&mut stream, response.headers(), leftover).await;
             let (parts, ()) = response.into_parts();
-            return Err(
-                HandshakeError::Refused(Box::new(Response::from_parts(parts, body))).into(),
-            );
+            return Err(HandshakeError::Refused(Box::new(Response::from_parts(parts, body))).into());
         }
         self.validate_upgrade(response.headers(), &key)?;
-        let ws =
-            WebSocket::from_partially_read(stream, leftover, Role::Client, self.config.clone());
+        let ws = WebSocket::from_partially_read(stream, leftover, Role::Client, self.config.clone());
         Ok((ws, response))
     }
 
@@ -274,9 +267,7 @@ impl ClientRequest {
         if let Some(port) = url.port() {
             request.put_slice(format!(":{port}").as_bytes());
         }
-        request.put_slice(
-            b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n",
-        );
+        request.put_slice(b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n");
         request.put_slice(b"Sec-WebSocket-Key: ");
         request.put_slice(key.as_bytes());
         request.put_slice(b"\r\n");
@@ -297,10 +288,7 @@ impl ClientRequest {
 
     /// The rules of RFC 6455 §4.1 for a `101` response.
     fn validate_upgrade(&self, headers: &HeaderMap, key: &str) -> Result<(), HandshakeError> {
-        let invalid = |reason| HandshakeError::Invalid {
-            reason,
-            status: None,
-        };
+        let invalid = |reason| HandshakeError::Invalid { reason, status: None };
         if !header_has_token(headers, header::UPGRADE, "websocket") {
             return Err(invalid("response lacks Upgrade: websocket"));
         }
@@ -316,21 +304,13 @@ impl ClientRequest {
         let mut protocols = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter();
         match (protocols.next(), protocols.next()) {
             (None, _) => {}
-            (Some(chosen), None)
-                if self
-                    .protocols
-                    .iter()
-                    .any(|p| p.as_bytes() == chosen.as_bytes()) => {}
+            (Some(chosen), None) if self.protocols.iter().any(|p| p.as_bytes() == chosen.as_bytes()) => {}
             _ => {
-                return Err(invalid(
-                    "server chose a subprotocol the client did not offer",
-                ));
+                return Err(invalid("server chose a subprotocol the client did not offer"));
             }
         }
         if headers.contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
-            return Err(invalid(
-                "server chose an extension the client did not offer",
-            ));
+            return Err(invalid("server chose an extension the client did not offer"));
         }
         Ok(())
     }
@@ -415,10 +395,7 @@ fn default_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
 
 /// Parses a response head; `Ok(None)` while incomplete.
 fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, HandshakeError> {
-    let invalid = |reason| HandshakeError::Invalid {
-        reason,
-        status: None,
-    };
+    let invalid = |reason| HandshakeError::Invalid { reason, status: None };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
     let head_len = match parsed.parse(buf) {
@@ -434,8 +411,7 @@ fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, Handshake
     let mut response = Response::new(());
     *response.status_mut() = status;
     for h in parsed.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid("invalid header"))?;
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid("invalid header"))?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| invalid("invalid header"))?;
         response.headers_mut().append(name, value);
     }
@@ -498,9 +474,7 @@ mod tests {
         }
         assert!(ClientRequest::new("wss://[::1]:9001/").url().is_ok());
         assert!(matches!(
-            ClientRequest::new("ws://x/")
-                .header("bad header", "v")
-                .url(),
+            ClientRequest::new("ws://x/").header("bad header", "v").url(),
             Err(Error::InvalidUrl(_))
         ));
     }
@@ -521,16 +495,10 @@ mod tests {
         };
         assert!(request.validate_upgrade(&good(), key).is_ok());
         let mut chosen = good();
-        chosen.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static("chat"),
-        );
+        chosen.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("chat"));
         assert!(request.validate_upgrade(&chosen, key).is_ok());
         let mut unoffered = good();
-        unoffered.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static("other"),
-        );
+        unoffered.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("other"));
         assert!(request.validate_upgrade(&unoffered, key).is_err());
         let mut extension = good();
         extension.insert(
@@ -539,10 +507,7 @@ mod tests {
         );
         assert!(request.validate_upgrade(&extension, key).is_err());
         let mut wrong = good();
-        wrong.insert(
-            header::SEC_WEBSOCKET_ACCEPT,
-            HeaderValue::from_static("AAAA"),
-        );
+        wrong.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_static("AAAA"));
         assert!(request.validate_upgrade(&wrong, key).is_err());
         let mut no_upgrade = good();
         no_upgrade.remove(header::UPGRADE);

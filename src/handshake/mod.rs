@@ -36,11 +36,7 @@ pub fn is_valid_key(key: &[u8]) -> bool {
 
 /// Whether any `name` header holds `token` in its comma-separated list, ignoring
 /// ASCII case (as `Connection: keep-alive, Upgrade` must match `upgrade`).
-pub fn header_has_token(
-    headers: &HeaderMap,
-    name: impl http::header::AsHeaderName,
-    token: &str,
-) -> bool {
+pub fn header_has_token(headers: &HeaderMap, name: impl http::header::AsHeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|value| {
         value
             .as_bytes()

@@ -139,8 +139,7 @@ impl Acceptor {
         S: AsyncRead + AsyncWrite + Unpin,
         F: FnOnce(&Request<()>, Response<()>) -> Result<Response<()>, Response<String>>,
     {
-        let read =
-            tokio::time::timeout(self.handshake_timeout, self.read_request(&mut stream)).await;
+        let read = tokio::time::timeout(self.handshake_timeout, self.read_request(&mut stream)).await;
         let (request, leftover) = match read {
             Err(_elapsed) => return Err(HandshakeError::Timeout.into()),
             Ok(Err(Refusal { error, response })) => {
@@ -154,8 +153,7 @@ impl Acceptor {
         };
 
         let key = request.headers()[header::SEC_WEBSOCKET_KEY].as_bytes();
-        let accept =
-            HeaderValue::from_str(&accept_key(key)).expect("base64 is a valid header value");
+        let accept = HeaderValue::from_str(&accept_key(key)).expect("base64 is a valid header value");
         let response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::UPGRADE, "websocket")
@@ -229,10 +227,9 @@ impl Refusal {
         let mut response = Response::new(format!("{error}\n"));
         *response.status_mut() = status;
         if status == StatusCode::UPGRADE_REQUIRED {
-            response.headers_mut().insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
+            response
+                .headers_mut()
+                .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         }
         Refusal {
             error: error.into(),
@@ -398,18 +395,12 @@ mod tests {
             status_of(&VALID.replace("keep-alive, Upgrade", "keep-alive")),
             Some(400)
         );
-        assert_eq!(
-            status_of(&VALID.replace("Version: 13", "Version: 8")),
-            Some(426)
-        );
+        assert_eq!(status_of(&VALID.replace("Version: 13", "Version: 8")), Some(426));
         assert_eq!(
             status_of(&VALID.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=")),
             Some(400)
         );
-        assert_eq!(
-            status_of(&VALID.replace("Host: example.com\r\n", "")),
-            Some(400)
-        );
+        assert_eq!(status_of(&VALID.replace("Host: example.com\r\n", "")), Some(400));
         assert_eq!(status_of("GARBAGE\0\r\n\r\n"), Some(400));
     }
 
