@@ -44,7 +44,7 @@ pub use config::Config;
 pub use error::{Error, HandshakeError, ProtocolError};
 pub use frame::{CloseCode, Frame, OpCode};
 pub use handshake::client::{ClientRequest, client_handshake, connect};
-pub use handshake::server::{Acceptor, accept, accept_with};
+pub use handshake::server::{Acceptor, Rejection, accept, accept_with};
 pub use message::{CloseFrame, Message, Utf8Bytes};
 pub use stream::MaybeTlsStream;
 pub use websocket::WebSocket;

@@ -46,7 +46,7 @@ where
 pub async fn accept_with<S, F>(stream: S, callback: F) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    F: FnOnce(&Request<()>, Response<()>) -> Result<Response<()>, Response<String>>,
+    F: FnOnce(&Request<()>, Response<()>) -> Result<Response<()>, Rejection>,
 {
     Acceptor::new().accept_with(stream, callback).await
 }
@@ -122,7 +122,8 @@ impl Acceptor {
     /// query, headers) and the `101` response about to be sent: it may add headers
     /// (for example `Sec-WebSocket-Protocol` with a subprotocol it picked from
     /// [`offered_protocols`](super::offered_protocols)), or reject the request by
-    /// returning the response to send instead (any status, with a body).
+    /// returning a [`Rejection`]: the response to send instead (any status, with a
+    /// body).
     ///
     /// Bytes the client sent after its request head are kept: they are the start of
     /// the WebSocket stream.
@@ -137,7 +138,7 @@ impl Acceptor {
     pub async fn accept_with<S, F>(&self, mut stream: S, callback: F) -> Result<WebSocket<S>, Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
-        F: FnOnce(&Request<()>, Response<()>) -> Result<Response<()>, Response<String>>,
+        F: FnOnce(&Request<()>, Response<()>) -> Result<Response<()>, Rejection>,
     {
         let read = tokio::time::timeout(self.handshake_timeout, self.read_request(&mut stream)).await;
         let (request, leftover) = match read {
@@ -171,7 +172,7 @@ impl Acceptor {
                     self.config.clone(),
                 ))
             }
-            Err(rejection) => {
+            Err(Rejection(rejection)) => {
                 write_response(&mut stream, &rejection).await?;
                 Err(HandshakeError::Rejected {
                     status: rejection.status().as_u16(),
@@ -215,11 +216,47 @@ impl Acceptor {
     }
 }
 
+/// The response a server sends instead of `101` when its
+/// [`accept_with`](Acceptor::accept_with) callback refuses a request.
+///
+/// ```
+/// use fastws::handshake::server::Rejection;
+/// let rejection = Rejection::new(http::StatusCode::FORBIDDEN, "no token");
+/// assert_eq!(rejection.response().status(), 403);
+/// ```
+#[derive(Debug)]
+pub struct Rejection(Box<Response<String>>);
+
+impl Rejection {
+    /// A response with `status` and a plain-text `body`.
+    pub fn new(status: StatusCode, body: impl Into<String>) -> Rejection {
+        let mut response = Response::new(body.into());
+        *response.status_mut() = status;
+        Rejection(Box::new(response))
+    }
+
+    /// The response to be sent.
+    pub fn response(&self) -> &Response<String> {
+        &self.0
+    }
+
+    /// The response to be sent, to add headers.
+    pub fn response_mut(&mut self) -> &mut Response<String> {
+        &mut self.0
+    }
+}
+
+impl From<Response<String>> for Rejection {
+    fn from(response: Response<String>) -> Rejection {
+        Rejection(Box::new(response))
+    }
+}
+
 /// A handshake failure and the response the client gets for it.
 #[derive(Debug)]
 struct Refusal {
     error: Error,
-    response: Option<Response<String>>,
+    response: Option<Box<Response<String>>>,
 }
 
 impl Refusal {
@@ -233,7 +270,7 @@ impl Refusal {
         }
         Refusal {
             error: error.into(),
-            response: Some(response),
+            response: Some(Box::new(response)),
         }
     }
 
