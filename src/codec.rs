@@ -13,6 +13,11 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
 /// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask key.
 pub const MAX_HEADER_LEN: usize = 14;
 
+/// How far past the received bytes the decoder reserves for an incomplete frame:
+/// frames up to this size are read into one allocation; larger ones grow the
+/// buffer by doubling as their bytes arrive.
+const RESERVE_AHEAD: usize = 256 * 1024;
+
 /// Which end of the connection this codec serves. It decides masking (RFC 6455 §5.1):
 /// a client masks every frame it sends and refuses masked frames; a server never
 /// masks and refuses unmasked frames.
@@ -220,6 +225,11 @@ impl WsCodec {
 }
 
 impl Header {
+    /// Whether RSV1 is set: the frame starts a compressed message.
+    pub(crate) fn rsv1(&self) -> bool {
+        self.first_byte & 0x40 != 0
+    }
+
     /// The payload of this (incomplete) frame that has arrived in `src` so far,
     /// unmasked in place.
     ///
@@ -264,9 +274,12 @@ impl Decoder for WsCodec {
         };
         let frame_len = header.header_len + header.payload_len;
         if src.len() < frame_len {
-            // Reserve once for the whole frame, so a large payload is read without
-            // repeated reallocation; the header is not parsed again.
-            src.reserve(frame_len - src.len());
+            // Reserve for the whole frame, so a large payload is read without
+            // repeated reallocation, but never more than twice what has arrived
+            // beyond RESERVE_AHEAD: a 14-byte header must not make us allocate the
+            // declared (up to max_frame_size) bytes before the peer sends them.
+            let ahead = src.len().max(RESERVE_AHEAD);
+            src.reserve((frame_len - src.len()).min(ahead));
             self.pending = Some(header);
             return Ok(None);
         }
@@ -360,6 +373,22 @@ mod tests {
             put_header(&mut dst, 0x82, len, None);
             assert_eq!(dst.len(), expected_header_len, "len {len}");
         }
+    }
+
+    #[test]
+    fn a_huge_declared_length_reserves_only_in_step_with_arrivals() {
+        // 2^62 bytes declared; the limit is off.
+        let mut codec = WsCodec::client().max_frame_size(usize::MAX);
+        let mut buf = BytesMut::from(&[0x82, 127, 0x40, 0, 0, 0, 0, 0, 0, 0][..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() <= 2 * RESERVE_AHEAD, "capacity {}", buf.capacity());
+        buf.extend_from_slice(&vec![0; RESERVE_AHEAD]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= 4 * RESERVE_AHEAD + 64,
+            "capacity {}",
+            buf.capacity()
+        );
     }
 
     #[test]

@@ -87,8 +87,21 @@ pub struct WebSocket<S> {
     read_path_unflushed: bool,
     /// Running while a close handshake or teardown may not take forever.
     close_deadline: Option<Pin<Box<Sleep>>>,
-    write_wakers: Arc<WriteWakers>,
-    write_waker: Waker,
+    both_halves: Arc<BothHalves>,
+    /// Wakes both halves: polls that either half may be waiting on (writes, the
+    /// close timer) register this waker, never one task's own.
+    wake_both: Waker,
+    /// Compresses outgoing data messages when permessage-deflate was negotiated.
+    #[cfg(feature = "deflate")]
+    deflater: Option<crate::deflate::compression::Deflater>,
+}
+
+/// What the opening handshake negotiated beyond the base protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Negotiated {
+    /// The permessage-deflate parameters, if the extension is in use.
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<crate::deflate::negotiation::DeflateParams>,
 }
 
 /// Where the read side is.
@@ -104,7 +117,7 @@ enum ReadState {
     Done,
 }
 
-/// Which half of the connection polls the socket for writing.
+/// Which half of the connection is polling.
 #[derive(Debug, Clone, Copy)]
 enum Side {
     Read = 0,
@@ -116,31 +129,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ///
     /// Read and write buffers start empty and grow with traffic.
     pub fn from_raw_socket(io: S, role: Role, config: Config) -> WebSocket<S> {
-        WebSocket::from_parts(FramedParts::new(io, WsCodec::new(role)), config)
+        WebSocket::from_parts(
+            FramedParts::new(io, WsCodec::new(role)),
+            config,
+            Negotiated::default(),
+        )
     }
 
     /// Wraps a transport whose handshake is done, with bytes already read from it
     /// (for example, read together with the HTTP head) as the start of the stream.
     pub fn from_partially_read(io: S, read: bytes::BytesMut, role: Role, config: Config) -> WebSocket<S> {
+        WebSocket::after_handshake(io, read, role, config, Negotiated::default())
+    }
+
+    /// Wraps a transport after a handshake that negotiated `negotiated`.
+    pub(crate) fn after_handshake(
+        io: S,
+        read: bytes::BytesMut,
+        role: Role,
+        config: Config,
+        negotiated: Negotiated,
+    ) -> WebSocket<S> {
         let mut parts = FramedParts::new(io, WsCodec::new(role));
         parts.read_buf = read;
-        WebSocket::from_parts(parts, config)
+        WebSocket::from_parts(parts, config, negotiated)
     }
 
     /// Wraps an existing `Framed`, keeping its codec's role and any bytes it has
     /// buffered. The config's frame size limit replaces the codec's.
     pub fn from_framed(framed: Framed<S, WsCodec>, config: Config) -> WebSocket<S> {
-        WebSocket::from_parts(framed.into_parts(), config)
+        WebSocket::from_parts(framed.into_parts(), config, Negotiated::default())
     }
 
-    fn from_parts(mut parts: FramedParts<S, WsCodec>, config: Config) -> WebSocket<S> {
+    fn from_parts(
+        mut parts: FramedParts<S, WsCodec>,
+        config: Config,
+        negotiated: Negotiated,
+    ) -> WebSocket<S> {
         parts.codec = parts.codec.max_frame_size(config.get_max_frame_size());
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut assembler = MessageAssembler::new(config.get_max_message_size());
+        #[cfg(feature = "deflate")]
+        let deflater = negotiated.deflate.map(|params| {
+            // RFC 7692 §6: RSV1 marks a compressed message.
+            parts.codec = parts.codec.clone().allowed_rsv(0b100);
+            let (deflater, inflater) =
+                crate::deflate::compression::for_role(&params, parts.codec.role(), config.get_deflate());
+            assembler.set_inflater(inflater);
+            deflater
+        });
+        #[cfg(not(feature = "deflate"))]
+        let Negotiated {} = negotiated;
         let mut framed = Framed::from_parts(parts);
         framed.set_backpressure_boundary(config.get_write_buffer_size());
-        let write_wakers = Arc::new(WriteWakers::default());
+        let both_halves = Arc::new(BothHalves::default());
         WebSocket {
             framed,
-            assembler: MessageAssembler::new(config.get_max_message_size()),
+            assembler,
+            #[cfg(feature = "deflate")]
+            deflater,
             config,
             close: CloseState::Open,
             reading: ReadState::Reading,
@@ -148,8 +195,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             owed_close: None,
             read_path_unflushed: false,
             close_deadline: None,
-            write_waker: Waker::from(Arc::clone(&write_wakers)),
-            write_wakers,
+            wake_both: Waker::from(Arc::clone(&both_halves)),
+            both_halves,
         }
     }
 }
@@ -211,10 +258,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(queued)
     }
 
-    /// A context whose waker wakes both halves, registered for `side`.
+    /// Registers `side`'s waker and returns the waker that wakes both halves.
     fn write_context(&self, side: Side, cx: &Context<'_>) -> Waker {
-        self.write_wakers.register(side, cx.waker());
-        self.write_waker.clone()
+        self.both_halves.register(side, cx.waker());
+        self.wake_both.clone()
     }
 
     /// Queues owed frames and flushes the write buffer.
@@ -249,11 +296,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    fn close_timer_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.close_deadline {
-            Some(deadline) => deadline.as_mut().poll(cx).is_ready(),
-            None => false,
-        }
+    fn close_timer_expired(&mut self, side: Side, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = &mut self.close_deadline else {
+            return false;
+        };
+        self.both_halves.register(side, cx.waker());
+        deadline
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.wake_both))
+            .is_ready()
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): owes the close code the error
@@ -313,7 +364,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Ok(());
         };
         let arrived = header.unmask_arrived(self.framed.read_buffer_mut());
-        let result = self.assembler.check_partial(header.opcode, arrived);
+        let result = self
+            .assembler
+            .check_partial(header.opcode, header.rsv1(), arrived);
         self.framed.codec_mut().restore_pending(header);
         result
     }
@@ -321,7 +374,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Flushes what is owed, waits for EOF if asked, shuts the transport down, then
     /// yields the last item. The close timer bounds every wait.
     fn poll_teardown(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        let expired = self.close_timer_expired(cx);
+        let expired = self.close_timer_expired(Side::Read, cx);
         if let Poll::Pending = self.poll_flush_owed(Side::Read, cx)
             && !expired
         {
@@ -354,19 +407,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Encodes a message, split into frames of the configured fragment size.
     fn encode_message(&mut self, message: Message) -> Result<(), Error> {
-        let frame = message.into_frame();
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut frame = message.into_frame();
+        #[cfg(feature = "deflate")]
+        if let Some(deflater) = &mut self.deflater
+            && frame.opcode().is_data()
+            && deflater.wants(frame.payload().len())
+        {
+            let compressed = deflater.compress(frame.payload())?;
+            frame = Frame::new(frame.opcode(), compressed).with_rsv(0b100);
+        }
         let len = frame.payload().len();
         let mut framed = Pin::new(&mut self.framed);
         match self.config.get_fragment_size() {
             Some(size) if frame.opcode().is_data() && len > size => {
                 let mut opcode = frame.opcode();
+                // RSV1 (compression) marks only the first frame (RFC 7692 §6.1).
+                let mut rsv = frame.rsv();
                 let payload = frame.into_payload();
                 let mut start = 0;
                 while start < len {
                     let end = (start + size).min(len);
-                    let fragment = Frame::new(opcode, payload.slice(start..end)).with_fin(end == len);
+                    let fragment = Frame::new(opcode, payload.slice(start..end))
+                        .with_fin(end == len)
+                        .with_rsv(rsv);
                     framed.as_mut().start_send(fragment)?;
                     opcode = OpCode::Continuation;
+                    rsv = 0;
                     start = end;
                 }
                 Ok(())
@@ -412,7 +479,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
                         this.fail(error);
                         continue;
                     }
-                    if this.close == CloseState::CloseSent && this.close_timer_expired(cx) {
+                    if this.close == CloseState::CloseSent && this.close_timer_expired(Side::Read, cx) {
                         this.close.on_failure(None);
                         this.begin_teardown(false, Err(Error::CloseTimeout));
                         continue;
@@ -478,22 +545,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     /// Starts the close handshake with 1000 (normal) if it has not started, and
     /// flushes. The transport is shut down by the read side once the peer answers
     /// (or the close timeout passes), so keep reading until the stream ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CloseTimeout`] if the flush does not finish within the close
+    /// timeout (a peer that stopped reading).
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.close == CloseState::Open {
             let close = Message::close(crate::frame::CloseCode::Normal, "");
             self.as_mut().start_send(close)?;
         }
-        self.poll_flush(cx)
+        let this = self.get_mut();
+        match this.poll_flush_owed(Side::Write, cx) {
+            Poll::Pending if this.close_timer_expired(Side::Write, cx) => {
+                Poll::Ready(Err(Error::CloseTimeout))
+            }
+            other => other,
+        }
     }
 }
 
-/// The wakers of the tasks that last polled the socket for writing, one per half.
+/// The wakers of the tasks that last polled through `wake_both`, one per half.
 #[derive(Debug, Default)]
-struct WriteWakers {
+struct BothHalves {
     wakers: Mutex<[Option<Waker>; 2]>,
 }
 
-impl WriteWakers {
+impl BothHalves {
     fn register(&self, side: Side, waker: &Waker) {
         let mut wakers = self.wakers.lock().unwrap_or_else(|poison| poison.into_inner());
         let slot = &mut wakers[side as usize];
@@ -503,7 +581,7 @@ impl WriteWakers {
     }
 }
 
-impl Wake for WriteWakers {
+impl Wake for BothHalves {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }

@@ -12,7 +12,7 @@ use super::{accept_key, header_has_token, is_valid_key};
 use crate::codec::Role;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError};
-use crate::websocket::WebSocket;
+use crate::websocket::{Negotiated, WebSocket};
 
 /// Upgrades an incoming connection with the default [`Acceptor`] settings.
 ///
@@ -146,7 +146,7 @@ impl Acceptor {
             Ok(Err(Refusal { error, response })) => {
                 if let Some(response) = response {
                     // Best effort: the request is refused whether or not this arrives.
-                    let _ = write_response(&mut stream, &response).await;
+                    let _ = refuse(&mut stream, &response).await;
                 }
                 return Err(error);
             }
@@ -155,30 +155,54 @@ impl Acceptor {
 
         let key = request.headers()[header::SEC_WEBSOCKET_KEY].as_bytes();
         let accept = HeaderValue::from_str(&accept_key(key)).expect("base64 is a valid header value");
-        let response = Response::builder()
+        let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::UPGRADE, "websocket")
             .header(header::CONNECTION, "Upgrade")
             .header(header::SEC_WEBSOCKET_ACCEPT, accept)
             .body(())
             .expect("static response parts are valid");
+        let negotiated = self.negotiate_extensions(request.headers(), response.headers_mut());
         match callback(&request, response) {
             Ok(response) => {
                 write_response(&mut stream, &response.map(|()| String::new())).await?;
-                Ok(WebSocket::from_partially_read(
+                let config = self.config.clone();
+                Ok(WebSocket::after_handshake(
                     stream,
                     leftover,
                     Role::Server,
-                    self.config.clone(),
+                    config,
+                    negotiated,
                 ))
             }
             Err(Rejection(rejection)) => {
-                write_response(&mut stream, &rejection).await?;
+                refuse(&mut stream, &rejection).await?;
                 Err(HandshakeError::Rejected {
                     status: rejection.status().as_u16(),
                 }
                 .into())
             }
+        }
+    }
+
+    /// Accepts the extensions offered that this server supports, adding them to the
+    /// response.
+    fn negotiate_extensions(&self, request: &HeaderMap, response: &mut HeaderMap) -> Negotiated {
+        #[cfg(feature = "deflate")]
+        {
+            let deflate = crate::deflate::negotiation::negotiate_offer(request, self.config.get_deflate());
+            deflate.map_or_else(Negotiated::default, |(params, answer)| {
+                let answer = HeaderValue::try_from(answer).expect("the answer is plain ASCII");
+                response.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+                Negotiated {
+                    deflate: Some(params),
+                }
+            })
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            let _ = (request, response);
+            Negotiated::default()
         }
     }
 
@@ -196,7 +220,7 @@ impl Acceptor {
                 ));
             }
             if buf.capacity() == buf.len() {
-                buf.reserve(buf.len().clamp(1024, self.max_header_size - buf.len()));
+                buf.reserve(buf.len().max(1024).min(self.max_header_size - buf.len()));
             }
             let read = stream.read_buf(&mut buf).await.map_err(|err| Refusal {
                 error: Error::Io(err),
@@ -358,6 +382,29 @@ fn validate_upgrade(headers: &HeaderMap) -> Result<(), Refusal> {
         (Some(key), None) if is_valid_key(key.as_bytes()) => Ok(()),
         _ => Err(Refusal::bad_request("missing or invalid Sec-WebSocket-Key")),
     }
+}
+
+/// Sends a refusal and closes gracefully (RFC 9112 §9.6): shut down writing, then
+/// drain what the client still sends for a moment, so unread request bytes do not
+/// turn the close into a reset that could destroy the response.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: &Response<String>,
+) -> Result<(), Error> {
+    write_response(stream, response).await?;
+    stream.shutdown().await?;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < 64 * 1024 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+    Ok(())
 }
 
 /// Writes an HTTP/1.1 response head and body.
