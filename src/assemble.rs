@@ -18,6 +18,13 @@ pub(crate) struct MessageAssembler {
     utf8: Utf8Validator,
     /// Bytes of the frame being received that `check_partial` already validated.
     validated: usize,
+    /// The message in progress is compressed (RSV1 on its first frame).
+    compressed: bool,
+    #[cfg(feature = "deflate")]
+    inflater: Option<crate::deflate::compression::Inflater>,
+    /// The decompressed part of a compressed message in progress.
+    #[cfg(feature = "deflate")]
+    inflated: Vec<u8>,
 }
 
 impl MessageAssembler {
@@ -28,7 +35,18 @@ impl MessageAssembler {
             buffer: BytesMut::new(),
             utf8: Utf8Validator::default(),
             validated: 0,
+            compressed: false,
+            #[cfg(feature = "deflate")]
+            inflater: None,
+            #[cfg(feature = "deflate")]
+            inflated: Vec::new(),
         }
+    }
+
+    /// Decompresses messages whose first frame has RSV1 set (permessage-deflate).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn set_inflater(&mut self, inflater: crate::deflate::compression::Inflater) {
+        self.inflater = Some(inflater);
     }
 
     /// Feeds one text, binary or continuation frame; returns the message it
@@ -43,30 +61,74 @@ impl MessageAssembler {
     /// the fragment where it appears.
     pub(crate) fn push(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
         debug_assert!(frame.opcode().is_data());
-        match (frame.opcode(), self.in_progress) {
-            (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation.into()),
-            (OpCode::Text | OpCode::Binary, Some(_)) => Err(ProtocolError::ExpectedContinuation.into()),
-            (OpCode::Continuation, Some(opcode)) => self.push_fragment(opcode, frame),
-            (opcode, None) if frame.is_fin() && self.validated == 0 => {
-                self.whole_message(opcode, frame.into_payload())
+        let opcode = match (frame.opcode(), self.in_progress) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation.into()),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation.into());
             }
+            (OpCode::Continuation, Some(opcode)) => opcode,
             (opcode, None) => {
+                // RFC 7692 §6.1: RSV1 on the first frame marks the whole message.
+                self.compressed = frame.rsv1();
+                if frame.is_fin() && !self.compressed && self.validated == 0 {
+                    return self.whole_message(opcode, frame.into_payload());
+                }
                 self.in_progress = Some(opcode);
-                self.push_fragment(opcode, frame)
+                opcode
             }
             (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => {
                 unreachable!("control frames are handled by the WebSocket")
             }
+        };
+        if self.compressed {
+            self.push_compressed(opcode, frame)
+        } else {
+            self.push_fragment(opcode, frame)
         }
+    }
+
+    /// A fragment of a compressed message: inflated at once, so the size limit and
+    /// UTF-8 validation apply to the decompressed bytes as they appear.
+    #[cfg(feature = "deflate")]
+    fn push_compressed(&mut self, opcode: OpCode, frame: Frame) -> Result<Option<Message>, Error> {
+        let inflater = self.inflater.as_mut().ok_or(ProtocolError::ReservedBits(0b100))?;
+        let start = self.inflated.len();
+        inflater.inflate(
+            frame.payload(),
+            frame.is_fin(),
+            &mut self.inflated,
+            self.max_message_size,
+        )?;
+        if opcode == OpCode::Text {
+            self.utf8
+                .feed(&self.inflated[start..])
+                .map_err(|_| Error::InvalidUtf8)?;
+        }
+        if !frame.is_fin() {
+            return Ok(None);
+        }
+        self.in_progress = None;
+        self.compressed = false;
+        let payload = Bytes::from(std::mem::take(&mut self.inflated));
+        self.complete(opcode, payload)
+    }
+
+    /// Without the `deflate` feature the codec refuses RSV1, so this never runs.
+    #[cfg(not(feature = "deflate"))]
+    fn push_compressed(&mut self, _: OpCode, _: Frame) -> Result<Option<Message>, Error> {
+        Err(ProtocolError::ReservedBits(0b100).into())
     }
 
     /// Validates the part of an incomplete frame with `opcode` that has `arrived`, so
     /// invalid text fails before the frame completes (RFC 6455 §8.1 fail-fast).
-    pub(crate) fn check_partial(&mut self, opcode: OpCode, arrived: &[u8]) -> Result<(), Error> {
-        let text = matches!(
-            (opcode, self.in_progress),
-            (OpCode::Text, None) | (OpCode::Continuation, Some(OpCode::Text))
-        );
+    /// Compressed frames are validated once inflated instead.
+    pub(crate) fn check_partial(&mut self, opcode: OpCode, rsv1: bool, arrived: &[u8]) -> Result<(), Error> {
+        let text = !rsv1
+            && !self.compressed
+            && matches!(
+                (opcode, self.in_progress),
+                (OpCode::Text, None) | (OpCode::Continuation, Some(OpCode::Text))
+            );
         if text && arrived.len() > self.validated {
             self.utf8
                 .feed(&arrived[self.validated..])
@@ -109,6 +171,12 @@ impl MessageAssembler {
             self.buffer.extend_from_slice(&payload);
             self.buffer.split().freeze()
         };
+        self.complete(opcode, payload)
+    }
+
+    /// Ends a fragmented (or compressed) message whose bytes were fed to the UTF-8
+    /// validator as they came.
+    fn complete(&mut self, opcode: OpCode, payload: Bytes) -> Result<Option<Message>, Error> {
         Ok(Some(match opcode {
             OpCode::Text => {
                 self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
@@ -191,15 +259,15 @@ mod tests {
     #[test]
     fn invalid_text_fails_before_its_frame_completes() {
         let mut assembler = MessageAssembler::new(1024);
-        assert!(assembler.check_partial(OpCode::Text, b"valid").is_ok());
+        assert!(assembler.check_partial(OpCode::Text, false, b"valid").is_ok());
         assert!(matches!(
-            assembler.check_partial(OpCode::Text, b"valid\xed\xa0\x80"),
+            assembler.check_partial(OpCode::Text, false, b"valid\xed\xa0\x80"),
             Err(Error::InvalidUtf8)
         ));
         // Binary frames are not validated.
         assert!(
             MessageAssembler::new(1024)
-                .check_partial(OpCode::Binary, b"\xff")
+                .check_partial(OpCode::Binary, false, b"\xff")
                 .is_ok()
         );
     }
@@ -208,7 +276,7 @@ mod tests {
     fn partially_validated_frame_completes_without_validating_twice() {
         let mut assembler = MessageAssembler::new(1024);
         let text = "κόσμε".as_bytes();
-        assembler.check_partial(OpCode::Text, &text[..3]).unwrap();
+        assembler.check_partial(OpCode::Text, false, &text[..3]).unwrap();
         let message = assembler.push(Frame::text(text)).unwrap();
         assert_eq!(message, Some(Message::text("κόσμε")));
         // The validator is reset for the next message.

@@ -23,6 +23,8 @@ pub struct Config {
     fragment_size: Option<usize>,
     write_buffer_size: usize,
     close_timeout: Duration,
+    #[cfg(feature = "deflate")]
+    deflate: crate::deflate::DeflateConfig,
 }
 
 impl Default for Config {
@@ -35,6 +37,8 @@ impl Default for Config {
             fragment_size: None,
             write_buffer_size: 128 * 1024,
             close_timeout: Duration::from_secs(5),
+            #[cfg(feature = "deflate")]
+            deflate: crate::deflate::DeflateConfig::default(),
         }
     }
 }
@@ -90,6 +94,20 @@ impl Config {
     pub fn close_timeout(mut self, timeout: Duration) -> Config {
         self.close_timeout = timeout;
         self
+    }
+
+    /// permessage-deflate settings (default: offered by clients and accepted by
+    /// servers; see [`DeflateConfig`](crate::DeflateConfig)).
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, deflate: crate::deflate::DeflateConfig) -> Config {
+        self.deflate = deflate;
+        self
+    }
+
+    /// See [`Config::deflate`].
+    #[cfg(feature = "deflate")]
+    pub fn get_deflate(&self) -> &crate::deflate::DeflateConfig {
+        &self.deflate
     }
 
     /// See [`Config::max_frame_size`].

@@ -178,6 +178,8 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A close frame had a one-byte payload (RFC 6455 §5.5.1).
     InvalidClosePayload,
+    /// A compressed message was not a valid deflate stream (RFC 7692 §7.2.2).
+    InvalidCompressedData,
 }
 
 impl fmt::Display for ProtocolError {
@@ -204,6 +206,9 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::InvalidCloseCode(code) => write!(f, "close code {code} is not allowed"),
             ProtocolError::InvalidClosePayload => f.write_str("close payload of one byte"),
+            ProtocolError::InvalidCompressedData => {
+                f.write_str("compressed message is not valid deflate data")
+            }
         }
     }
 }

@@ -30,6 +30,8 @@ mod assemble;
 mod close;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
@@ -41,6 +43,8 @@ pub mod websocket;
 
 pub use codec::{Role, WsCodec};
 pub use config::Config;
+#[cfg(feature = "deflate")]
+pub use deflate::DeflateConfig;
 pub use error::{Error, HandshakeError, ProtocolError};
 pub use frame::{CloseCode, Frame, OpCode};
 pub use handshake::client::{ClientRequest, client_handshake, connect};

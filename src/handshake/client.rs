@@ -17,7 +17,7 @@ use crate::codec::Role;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError};
 use crate::stream::MaybeTlsStream;
-use crate::websocket::WebSocket;
+use crate::websocket::{Negotiated, WebSocket};
 
 /// The most of a refusal's body kept in [`HandshakeError::Refused`].
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
@@ -249,8 +249,8 @@ impl ClientRequest {
             let (parts, ()) = response.into_parts();
             return Err(HandshakeError::Refused(Box::new(Response::from_parts(parts, body))).into());
         }
-        self.validate_upgrade(response.headers(), &key)?;
-        let ws = WebSocket::from_partially_read(stream, leftover, Role::Client, self.config.clone());
+        let negotiated = self.validate_upgrade(response.headers(), &key)?;
+        let ws = WebSocket::after_handshake(stream, leftover, Role::Client, self.config.clone(), negotiated);
         Ok((ws, response))
     }
 
@@ -271,6 +271,13 @@ impl ClientRequest {
         request.put_slice(b"Sec-WebSocket-Key: ");
         request.put_slice(key.as_bytes());
         request.put_slice(b"\r\n");
+        #[cfg(feature = "deflate")]
+        if self.config.get_deflate().enabled {
+            request.put_slice(b"Sec-WebSocket-Extensions: ");
+            let offer = crate::deflate::negotiation::client_offer(self.config.get_deflate());
+            request.put_slice(offer.as_bytes());
+            request.put_slice(b"\r\n");
+        }
         if !self.protocols.is_empty() {
             request.put_slice(b"Sec-WebSocket-Protocol: ");
             request.put_slice(self.protocols.join(", ").as_bytes());
@@ -287,7 +294,7 @@ impl ClientRequest {
     }
 
     /// The rules of RFC 6455 §4.1 for a `101` response.
-    fn validate_upgrade(&self, headers: &HeaderMap, key: &str) -> Result<(), HandshakeError> {
+    fn validate_upgrade(&self, headers: &HeaderMap, key: &str) -> Result<Negotiated, HandshakeError> {
         let invalid = |reason| HandshakeError::Invalid { reason, status: None };
         if !header_has_token(headers, header::UPGRADE, "websocket") {
             return Err(invalid("response lacks Upgrade: websocket"));
@@ -309,10 +316,27 @@ impl ClientRequest {
                 return Err(invalid("server chose a subprotocol the client did not offer"));
             }
         }
-        if headers.contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
-            return Err(invalid("server chose an extension the client did not offer"));
+        self.check_extensions(headers)
+    }
+
+    /// The extensions the server agreed to; anything not offered is an error.
+    #[cfg(feature = "deflate")]
+    fn check_extensions(&self, headers: &HeaderMap) -> Result<Negotiated, HandshakeError> {
+        let deflate = crate::deflate::negotiation::check_answer(headers, self.config.get_deflate())
+            .map_err(|reason| HandshakeError::Invalid { reason, status: None })?;
+        Ok(Negotiated { deflate })
+    }
+
+    /// The extensions the server agreed to: none may be.
+    #[cfg(not(feature = "deflate"))]
+    fn check_extensions(&self, headers: &HeaderMap) -> Result<Negotiated, HandshakeError> {
+        match headers.contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
+            true => Err(HandshakeError::Invalid {
+                reason: "server chose an extension the client did not offer",
+                status: None,
+            }),
+            false => Ok(Negotiated::default()),
         }
-        Ok(())
     }
 }
 
@@ -503,7 +527,7 @@ mod tests {
         let mut extension = good();
         extension.insert(
             header::SEC_WEBSOCKET_EXTENSIONS,
-            HeaderValue::from_static("permessage-deflate"),
+            HeaderValue::from_static("x-unknown-extension"),
         );
         assert!(request.validate_upgrade(&extension, key).is_err());
         let mut wrong = good();
