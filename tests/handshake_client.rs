@@ -1,7 +1,6 @@
 //! The client handshake against real servers on 127.0.0.1: fastws, TLS, and
 //! hand-written servers that misbehave on purpose.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -98,14 +97,14 @@ async fn wss_connects_to_a_tls_server_with_a_generated_certificate() {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert = certified.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(vec![cert.clone()], key)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -127,8 +126,8 @@ async fn wss_connects_to_a_tls_server_with_a_generated_certificate() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let request =
-        ClientRequest::new(format!("wss://localhost:{port}/secure")).tls_config(Arc::new(client_config));
+    let request = ClientRequest::new(format!("wss://localhost:{port}/secure"))
+        .tls_config(std::sync::Arc::new(client_config));
     let (mut ws, _) = timeout(LIMIT, fastws::connect(request)).await.unwrap().unwrap();
     assert!(matches!(
         ws.get_ref().get_ref(),
@@ -144,14 +143,15 @@ async fn wss_connects_to_a_tls_server_with_a_generated_certificate() {
 async fn wss_to_an_untrusted_certificate_is_a_tls_error() {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-    let server_config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
-            .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config));
+    let server_config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
