@@ -6,8 +6,9 @@
 #
 # Installs kosoku into a virtualenv (target/autobahn-venv), builds the example in
 # release mode, runs the suite and fails unless every case is OK or INFORMATIONAL.
-# Reports land in target/autobahn/<mode>/index.json. Set EXCLUDE to space-separated
-# case globs to skip (default: the permessage-deflate groups 12.* and 13.*).
+# Reports land in target/autobahn/<mode>/index.json. The whole suite runs,
+# permessage-deflate (12.*, 13.*) included; set EXCLUDE to space-separated case
+# globs to skip some (e.g. EXCLUDE="12.* 13.*" for a quick run).
 set -euo pipefail
 mode=${1:-server}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +16,7 @@ cd "$root"
 venv=target/autobahn-venv
 out=target/autobahn/$mode
 exclude=()
-for pattern in ${EXCLUDE-12.* 13.*}; do exclude+=(-x "$pattern"); done
+for pattern in ${EXCLUDE:-}; do exclude+=(-x "$pattern"); done
 
 if [ ! -x "$venv/bin/kosoku" ]; then
   python3 -m venv "$venv"
@@ -35,6 +36,7 @@ case "$mode" in
     "$venv/bin/kosoku" -m fuzzingclient -p 2 -o "$out" "${exclude[@]}" "127.0.0.1:$port" > "$out/kosoku.log" 2>&1 \
       || { tail -20 "$out/kosoku.log"; exit 1; }
     echo "autobahn server run took $(( $(date +%s) - start )) s"
+    python3 scripts/autobahn_timing.py "$out/index.json"
     ;;
   client)
     cargo build --release --quiet --example autobahn_client
@@ -48,6 +50,7 @@ case "$mode" in
       || { tail -20 "$out/client.log"; exit 1; }
     echo "autobahn client run took $(( $(date +%s) - start )) s"
     for _ in $(seq 50); do [ -s "$out/index.json" ] && break; sleep 0.1; done
+    python3 scripts/autobahn_timing.py "$out/index.json"
     ;;
   *) echo "usage: $0 server|client" >&2; exit 2 ;;
 esac
