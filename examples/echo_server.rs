@@ -2,10 +2,10 @@
 //!
 //! Usage: cargo run --release --example echo_server -- [ADDR]   (default 127.0.0.1:9001)
 //!
-//! One task per connection. When a client offers subprotocols, the first one is
+//! One task per connection, echoing with `stream.forward(sink)`. When a client offers subprotocols, the first one is
 //! selected (browsers fail a connection whose offered subprotocols the server ignores).
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use http::HeaderValue;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -28,7 +28,7 @@ async fn main() -> std::io::Result<()> {
 
 async fn serve(tcp: TcpStream) -> Result<(), fastws::Error> {
     tcp.set_nodelay(true)?;
-    let mut ws = fastws::accept_with(tcp, |request, mut response| {
+    let ws = fastws::accept_with(tcp, |request, mut response| {
         let first = fastws::handshake::offered_protocols(request.headers()).next();
         if let Some(protocol) = first.and_then(|p| HeaderValue::from_str(p).ok()) {
             response
@@ -38,11 +38,7 @@ async fn serve(tcp: TcpStream) -> Result<(), fastws::Error> {
         Ok(response)
     })
     .await?;
-    while let Some(message) = ws.next().await {
-        let message = message?;
-        if message.is_data() {
-            ws.send(message).await?;
-        }
-    }
-    Ok(())
+    // Flushes only when no received message is waiting: bursts share a write.
+    let (sink, stream) = ws.split();
+    stream.forward(sink).await
 }

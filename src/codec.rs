@@ -13,6 +13,10 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
 /// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask key.
 pub const MAX_HEADER_LEN: usize = 14;
 
+/// The least free space the decoder leaves in the read buffer before the next
+/// read, so one read system call brings in many small frames.
+const MIN_READ_SPACE: usize = 4096;
+
 /// How far past the received bytes the decoder reserves for an incomplete frame:
 /// frames up to this size are read into one allocation; larger ones grow the
 /// buffer by doubling as their bytes arrive.
@@ -269,7 +273,10 @@ impl Decoder for WsCodec {
             Some(header) => header,
             None => match self.parse_header(src)? {
                 Some(header) => header,
-                None => return Ok(None),
+                None => {
+                    src.reserve(MIN_READ_SPACE);
+                    return Ok(None);
+                }
             },
         };
         let frame_len = header.header_len + header.payload_len;
@@ -278,8 +285,8 @@ impl Decoder for WsCodec {
             // repeated reallocation, but never more than twice what has arrived
             // beyond RESERVE_AHEAD: a 14-byte header must not make us allocate the
             // declared (up to max_frame_size) bytes before the peer sends them.
-            let ahead = src.len().max(RESERVE_AHEAD);
-            src.reserve((frame_len - src.len()).min(ahead));
+            let wanted = (frame_len - src.len()).max(MIN_READ_SPACE);
+            src.reserve(wanted.min(src.len().max(RESERVE_AHEAD)));
             self.pending = Some(header);
             return Ok(None);
         }

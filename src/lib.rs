@@ -37,6 +37,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod split;
 pub mod stream;
 mod utf8;
 pub mod websocket;
@@ -50,6 +51,7 @@ pub use frame::{CloseCode, Frame, OpCode};
 pub use handshake::client::{ClientRequest, client_handshake, connect};
 pub use handshake::server::{Acceptor, Rejection, accept, accept_with};
 pub use message::{CloseFrame, Message, Utf8Bytes};
+pub use split::{SplitSink, SplitStream};
 pub use stream::MaybeTlsStream;
 pub use websocket::WebSocket;
 

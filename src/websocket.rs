@@ -14,10 +14,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
-use futures_util::stream::{SplitSink, SplitStream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::codec::{Framed, FramedParts};
@@ -29,6 +28,7 @@ use crate::config::Config;
 use crate::error::{Error, ProtocolError};
 use crate::frame::{Frame, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::message::Message;
+use crate::split::{SplitSink, SplitStream};
 
 /// A WebSocket connection: a [`Stream`] of received [`Message`]s and a [`Sink`] of
 /// messages to send.
@@ -104,6 +104,9 @@ pub(crate) struct Negotiated {
     pub(crate) deflate: Option<crate::deflate::negotiation::DeflateParams>,
 }
 
+/// Empty buffers larger than this are freed when the connection goes idle.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
 /// Where the read side is.
 #[derive(Debug)]
 enum ReadState {
@@ -138,14 +141,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Wraps a transport whose handshake is done, with bytes already read from it
     /// (for example, read together with the HTTP head) as the start of the stream.
-    pub fn from_partially_read(io: S, read: bytes::BytesMut, role: Role, config: Config) -> WebSocket<S> {
+    pub fn from_partially_read(io: S, read: BytesMut, role: Role, config: Config) -> WebSocket<S> {
         WebSocket::after_handshake(io, read, role, config, Negotiated::default())
     }
 
     /// Wraps a transport after a handshake that negotiated `negotiated`.
     pub(crate) fn after_handshake(
         io: S,
-        read: bytes::BytesMut,
+        read: BytesMut,
         role: Role,
         config: Config,
         negotiated: Negotiated,
@@ -230,15 +233,13 @@ impl<S> WebSocket<S> {
     }
 
     /// Splits into a sending half and a receiving half that can be used from
-    /// different tasks at the same time (the same as `StreamExt::split`).
+    /// different tasks at the same time; [`SplitStream::reunite`] undoes it.
     ///
     /// The receiving half answers pings on its own, so a task that only reads keeps
-    /// the connection healthy.
-    pub fn split(self) -> (SplitSink<WebSocket<S>, Message>, SplitStream<WebSocket<S>>)
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        StreamExt::split(self)
+    /// the connection healthy. Prefer this over `futures`' `StreamExt::split`,
+    /// whose sink holds one message back in a slot of its own until its next poll.
+    pub fn split(self) -> (SplitSink<S>, SplitStream<S>) {
+        crate::split::split(self)
     }
 }
 
@@ -288,6 +289,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
         }
         Ok(())
+    }
+
+    /// Frees buffers that a burst grew, once they are empty, so an idle connection
+    /// holds little memory.
+    fn shrink_idle_buffers(&mut self) {
+        let read = self.framed.read_buffer_mut();
+        if read.is_empty() && read.capacity() > SHRINK_ABOVE {
+            *read = BytesMut::new();
+        }
+        let write = self.framed.write_buffer_mut();
+        if write.is_empty() && write.capacity() > SHRINK_ABOVE {
+            *write = BytesMut::new();
+        }
     }
 
     fn start_close_timer(&mut self) {
@@ -479,6 +493,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
                         this.fail(error);
                         continue;
                     }
+                    this.shrink_idle_buffers();
                     if this.close == CloseState::CloseSent && this.close_timer_expired(Side::Read, cx) {
                         this.close.on_failure(None);
                         this.begin_teardown(false, Err(Error::CloseTimeout));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use fastws::{CloseCode, Config, Error, Frame, Message, OpCode, Role, WebSocket};
-use futures::stream::{SplitSink, SplitStream};
+use fastws::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -126,7 +126,7 @@ async fn send_and_receive_at_once(
     });
     let sink = writer.await.expect("writer panicked")?;
     let stream = reader.await.expect("reader panicked")?;
-    Ok(sink.reunite(stream).expect("halves of the same WebSocket"))
+    Ok(stream.reunite(sink).expect("halves of the same WebSocket"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,10 +212,7 @@ async fn websocket_its_halves_and_its_futures_are_send() {
     assert_send(&SinkExt::close(&mut ws));
 
     // The halves and their futures.
-    let (mut sink, mut stream): (
-        SplitSink<WebSocket<TcpStream>, Message>,
-        SplitStream<WebSocket<TcpStream>>,
-    ) = ws.split();
+    let (mut sink, mut stream): (SplitSink<TcpStream>, SplitStream<TcpStream>) = ws.split();
     assert_send(&sink);
     assert_send(&stream);
     assert_send(&sink.send(Message::binary(vec![1u8])));
