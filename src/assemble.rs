@@ -25,6 +25,20 @@ pub(crate) struct MessageAssembler {
     /// The decompressed part of a compressed message in progress.
     #[cfg(feature = "deflate")]
     inflated: Vec<u8>,
+    /// Bytes of the message in progress already handed out by `push_chunk`.
+    streamed: usize,
+}
+
+/// A piece of a data message handed out as it arrives (see
+/// [`MessageAssembler::push_chunk`]).
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    /// The message's kind: `Text` or `Binary`.
+    pub(crate) opcode: OpCode,
+    /// The piece's payload, decompressed and (for text) validated.
+    pub(crate) bytes: Bytes,
+    /// Whether this piece ends the message.
+    pub(crate) fin: bool,
 }
 
 impl MessageAssembler {
@@ -40,6 +54,7 @@ impl MessageAssembler {
             inflater: None,
             #[cfg(feature = "deflate")]
             inflated: Vec::new(),
+            streamed: 0,
         }
     }
 
@@ -60,30 +75,93 @@ impl MessageAssembler {
     /// invalid UTF-8 in a text message is [`Error::InvalidUtf8`] (1007), reported at
     /// the fragment where it appears.
     pub(crate) fn push(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
-        debug_assert!(frame.opcode().is_data());
-        let opcode = match (frame.opcode(), self.in_progress) {
-            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation.into()),
-            (OpCode::Text | OpCode::Binary, Some(_)) => {
-                return Err(ProtocolError::ExpectedContinuation.into());
-            }
-            (OpCode::Continuation, Some(opcode)) => opcode,
-            (opcode, None) => {
-                // RFC 7692 §6.1: RSV1 on the first frame marks the whole message.
-                self.compressed = frame.rsv1();
-                if frame.is_fin() && !self.compressed && self.validated == 0 {
-                    return self.whole_message(opcode, frame.into_payload());
-                }
-                self.in_progress = Some(opcode);
-                opcode
-            }
-            (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => {
-                unreachable!("control frames are handled by the WebSocket")
-            }
-        };
+        let opcode = self.message_opcode(&frame)?;
+        if opcode == frame.opcode() && frame.is_fin() && !self.compressed && self.validated == 0 {
+            self.in_progress = None;
+            return self.whole_message(opcode, frame.into_payload());
+        }
         if self.compressed {
             self.push_compressed(opcode, frame)
         } else {
             self.push_fragment(opcode, frame)
+        }
+    }
+
+    /// Feeds one data frame and hands its payload straight back, decompressed and
+    /// validated, without buffering the message: the limits and checks of `push`
+    /// apply as the pieces go by.
+    ///
+    /// # Errors
+    ///
+    /// As [`MessageAssembler::push`].
+    pub(crate) fn push_chunk(&mut self, frame: Frame) -> Result<Chunk, Error> {
+        let opcode = self.message_opcode(&frame)?;
+        if opcode == frame.opcode() {
+            self.streamed = 0;
+        }
+        let fin = frame.is_fin();
+        let validated = std::mem::take(&mut self.validated);
+        let (bytes, validated) = if self.compressed {
+            (self.inflate_piece(&frame)?, 0)
+        } else {
+            (frame.into_payload(), validated)
+        };
+        self.streamed += bytes.len();
+        self.check_size(self.streamed)?;
+        if opcode == OpCode::Text {
+            self.utf8
+                .feed(&bytes[validated..])
+                .map_err(|_| Error::InvalidUtf8)?;
+            if fin {
+                self.utf8.finish().map_err(|_| Error::InvalidUtf8)?;
+            }
+        }
+        if fin {
+            self.in_progress = None;
+            self.compressed = false;
+        }
+        Ok(Chunk { opcode, bytes, fin })
+    }
+
+    #[cfg(feature = "deflate")]
+    fn inflate_piece(&mut self, frame: &Frame) -> Result<Bytes, Error> {
+        let inflater = self.inflater.as_mut().ok_or(ProtocolError::ReservedBits(0b100))?;
+        let mut out = Vec::new();
+        let room = self.max_message_size.saturating_sub(self.streamed);
+        inflater
+            .inflate(frame.payload(), frame.is_fin(), &mut out, room)
+            .map_err(|err| match err {
+                Error::MessageTooLarge { len, max } => Error::MessageTooLarge {
+                    len: len + self.streamed,
+                    max: max + self.streamed,
+                },
+                err => err,
+            })?;
+        Ok(Bytes::from(out))
+    }
+
+    #[cfg(not(feature = "deflate"))]
+    fn inflate_piece(&mut self, _: &Frame) -> Result<Bytes, Error> {
+        Err(ProtocolError::ReservedBits(0b100).into())
+    }
+
+    /// The opcode of the message `frame` belongs to, checking the continuation
+    /// rules (RFC 6455 §5.4) and noting a new message's compression and kind.
+    fn message_opcode(&mut self, frame: &Frame) -> Result<OpCode, Error> {
+        debug_assert!(frame.opcode().is_data());
+        match (frame.opcode(), self.in_progress) {
+            (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation.into()),
+            (OpCode::Text | OpCode::Binary, Some(_)) => Err(ProtocolError::ExpectedContinuation.into()),
+            (OpCode::Continuation, Some(opcode)) => Ok(opcode),
+            (opcode, None) => {
+                // RFC 7692 §6.1: RSV1 on the first frame marks the whole message.
+                self.compressed = frame.rsv1();
+                self.in_progress = Some(opcode);
+                Ok(opcode)
+            }
+            (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => {
+                unreachable!("control frames are handled by the WebSocket")
+            }
         }
     }
 

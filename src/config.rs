@@ -23,6 +23,9 @@ pub struct Config {
     fragment_size: Option<usize>,
     write_buffer_size: usize,
     close_timeout: Duration,
+    ping_interval: Option<Duration>,
+    ping_timeout: Duration,
+    idle_timeout: Option<Duration>,
     #[cfg(feature = "deflate")]
     deflate: crate::deflate::DeflateConfig,
 }
@@ -37,6 +40,9 @@ impl Default for Config {
             fragment_size: None,
             write_buffer_size: 128 * 1024,
             close_timeout: Duration::from_secs(5),
+            ping_interval: None,
+            ping_timeout: Duration::from_secs(20),
+            idle_timeout: None,
             #[cfg(feature = "deflate")]
             deflate: crate::deflate::DeflateConfig::default(),
         }
@@ -94,6 +100,53 @@ impl Config {
     pub fn close_timeout(mut self, timeout: Duration) -> Config {
         self.close_timeout = timeout;
         self
+    }
+
+    /// Keepalive (default off): after `interval` without any frame from the peer,
+    /// send a ping; if nothing arrives within [`Config::ping_timeout`] after it, fail
+    /// the connection with [`Error::KeepaliveTimeout`](crate::Error::KeepaliveTimeout)
+    /// and close it. Runs in the read path: something must be reading the stream.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = fastws::Config::default()
+    ///     .ping_interval(Some(Duration::from_secs(30)))
+    ///     .ping_timeout(Duration::from_secs(10));
+    /// ```
+    pub fn ping_interval(mut self, interval: Option<Duration>) -> Config {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// How long a keepalive ping may go unanswered (default 20 s); see
+    /// [`Config::ping_interval`].
+    pub fn ping_timeout(mut self, timeout: Duration) -> Config {
+        self.ping_timeout = timeout;
+        self
+    }
+
+    /// Fails the connection with [`Error::IdleTimeout`](crate::Error::IdleTimeout)
+    /// when no frame arrives for this long (default `None`: never). Checked with a
+    /// granularity of the timeout itself: an idle connection is closed between one
+    /// and two timeouts after the last frame.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Config {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// See [`Config::ping_interval`].
+    pub fn get_ping_interval(&self) -> Option<Duration> {
+        self.ping_interval
+    }
+
+    /// See [`Config::ping_timeout`].
+    pub fn get_ping_timeout(&self) -> Duration {
+        self.ping_timeout
+    }
+
+    /// See [`Config::idle_timeout`].
+    pub fn get_idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
     }
 
     /// permessage-deflate settings (default: offered by clients and accepted by

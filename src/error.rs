@@ -50,6 +50,10 @@ pub enum Error {
     ConnectionClosed,
     /// The peer did not complete the close handshake within the configured timeout.
     CloseTimeout,
+    /// The peer did not answer a keepalive ping in time ([`Config::ping_interval`](crate::Config::ping_interval)).
+    KeepaliveTimeout,
+    /// No frame arrived for the configured idle timeout ([`Config::idle_timeout`](crate::Config::idle_timeout)).
+    IdleTimeout,
 }
 
 impl Error {
@@ -118,6 +122,8 @@ impl fmt::Display for Error {
             Error::Connect(err) => write!(f, "tcp connect failed: {err}"),
             Error::Tls(err) => write!(f, "tls handshake failed: {err}"),
             Error::ConnectionClosed => f.write_str("the websocket connection is closed"),
+            Error::KeepaliveTimeout => f.write_str("the peer did not answer a keepalive ping in time"),
+            Error::IdleTimeout => f.write_str("no frame arrived within the idle timeout"),
             Error::CloseTimeout => f.write_str("the peer did not complete the close handshake in time"),
         }
     }

@@ -39,6 +39,7 @@ pub mod mask;
 pub mod message;
 pub mod split;
 pub mod stream;
+pub mod streaming;
 mod utf8;
 pub mod websocket;
 
@@ -53,6 +54,7 @@ pub use handshake::server::{Acceptor, Rejection, accept, accept_with};
 pub use message::{CloseFrame, Message, Utf8Bytes};
 pub use split::{SplitSink, SplitStream};
 pub use stream::MaybeTlsStream;
+pub use streaming::{MessageKind, MessageReader, MessageWriter};
 pub use websocket::WebSocket;
 
 #[doc = include_str!("../README.md")]

@@ -61,6 +61,11 @@ fn lock<S>(shared: &Mutex<WebSocket<S>>) -> MutexGuard<'_, WebSocket<S>> {
 }
 
 impl<S> SplitStream<S> {
+    /// The WebSocket both halves share.
+    pub(crate) fn shared(&self) -> &Mutex<WebSocket<S>> {
+        &self.shared
+    }
+
     /// Puts the halves back together.
     ///
     /// # Errors
@@ -75,6 +80,13 @@ impl<S> SplitStream<S> {
         Ok(mutex
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}
+
+impl<S> SplitSink<S> {
+    /// The WebSocket both halves share.
+    pub(crate) fn shared(&self) -> &Mutex<WebSocket<S>> {
+        &self.shared
     }
 }
 

@@ -12,7 +12,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::codec::{Framed, FramedParts};
 
-use crate::assemble::MessageAssembler;
+use crate::assemble::{Chunk, MessageAssembler};
 use crate::close::{CloseAction, CloseState, parse_close_payload};
 use crate::codec::{Role, WsCodec};
 use crate::config::Config;
@@ -91,6 +91,14 @@ pub struct WebSocket<S> {
     /// Wakes both halves: polls that either half may be waiting on (writes, the
     /// close timer) register this waker, never one task's own.
     wake_both: Waker,
+    /// A streaming reader was dropped mid-message: the rest of it is skipped.
+    discarding: bool,
+    /// Frames received so far: the keepalive and idle timers compare it.
+    frames_received: u64,
+    /// The keepalive and idle timers, created on first use if configured.
+    keepalive: Keepalive,
+    /// A keepalive ping is due.
+    owed_ping: bool,
     /// Compresses outgoing data messages when permessage-deflate was negotiated.
     #[cfg(feature = "deflate")]
     deflater: Option<crate::deflate::compression::Deflater>,
@@ -196,6 +204,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             reading: ReadState::Reading,
             owed_pong: None,
             owed_close: None,
+            discarding: false,
+            frames_received: 0,
+            keepalive: Keepalive::default(),
+            owed_ping: false,
             read_path_unflushed: false,
             close_deadline: None,
             wake_both: Waker::from(Arc::clone(&both_halves)),
@@ -232,6 +244,52 @@ impl<S> WebSocket<S> {
         self.framed.codec().role()
     }
 
+    /// A streaming reader was dropped before its message ended: skip the rest.
+    pub(crate) fn discard_rest_of_message(&mut self) {
+        self.discarding = true;
+    }
+
+    /// The frame for one fragment of a streamed message of kind `opcode`:
+    /// compressed on the fly when permessage-deflate is in use (RSV1 on the first).
+    fn fragment_frame(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        first: bool,
+        fin: bool,
+    ) -> Result<Frame, Error> {
+        #[cfg(feature = "deflate")]
+        let (payload, rsv) = match &mut self.deflater {
+            Some(deflater) => (
+                deflater.compress_part(&payload, fin)?,
+                if first { 0b100 } else { 0 },
+            ),
+            None => (payload, 0),
+        };
+        #[cfg(not(feature = "deflate"))]
+        let rsv = 0;
+        let opcode = if first { opcode } else { OpCode::Continuation };
+        Ok(Frame::new(opcode, payload).with_fin(fin).with_rsv(rsv))
+    }
+
+    /// Queues the final fragment of a streamed message without waiting for room
+    /// (a writer being dropped); the read path flushes it if nothing else does.
+    pub(crate) fn queue_final_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        first: bool,
+    ) -> Result<(), Error> {
+        if !self.close.can_send() {
+            return Err(Error::ConnectionClosed);
+        }
+        let frame = self.fragment_frame(opcode, payload, first, true)?;
+        let mut encoder = WsCodec::new(self.role());
+        tokio_util::codec::Encoder::encode(&mut encoder, frame, self.framed.write_buffer_mut())?;
+        self.read_path_unflushed = true;
+        Ok(())
+    }
+
     /// Splits into a sending half and a receiving half that can be used from
     /// different tasks at the same time; [`SplitStream::reunite`] undoes it.
     ///
@@ -248,6 +306,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// ping arrived before any close.
     fn queue_owed(&mut self) -> Result<bool, Error> {
         let mut queued = false;
+        if std::mem::take(&mut self.owed_ping) && self.close.can_send() {
+            Pin::new(&mut self.framed).start_send(Frame::ping(Bytes::new()))?;
+            queued = true;
+        }
         if let Some(payload) = self.owed_pong.take() {
             Pin::new(&mut self.framed).start_send(Frame::pong(payload))?;
             queued = true;
@@ -289,6 +351,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
         }
         Ok(())
+    }
+
+    /// Runs the keepalive and idle timers while the read path waits. Returns
+    /// `Ok(true)` when a keepalive ping was queued (to be sent at once).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IdleTimeout`] or [`Error::KeepaliveTimeout`] when the peer stayed
+    /// silent too long.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
+        let seen = self.frames_received;
+        if let Some(timeout) = self.config.get_idle_timeout() {
+            let timer = self
+                .keepalive
+                .idle
+                .get_or_insert_with(|| Timer::new(timeout, seen));
+            if self
+                .both_halves
+                .poll_timer(Side::Read, cx, &self.wake_both, timer)
+            {
+                if timer.seen == seen {
+                    return Err(Error::IdleTimeout);
+                }
+                timer.rearm(timeout, seen);
+                self.both_halves
+                    .poll_timer(Side::Read, cx, &self.wake_both, timer);
+            }
+        }
+        let Some(interval) = self.config.get_ping_interval() else {
+            return Ok(false);
+        };
+        let timer = self
+            .keepalive
+            .ping
+            .get_or_insert_with(|| Timer::new(interval, seen));
+        if !self
+            .both_halves
+            .poll_timer(Side::Read, cx, &self.wake_both, timer)
+        {
+            return Ok(false);
+        }
+        let ping_due = if timer.seen != seen {
+            self.keepalive.ping_outstanding = false;
+            timer.rearm(interval, seen);
+            false
+        } else if self.keepalive.ping_outstanding {
+            return Err(Error::KeepaliveTimeout);
+        } else {
+            self.keepalive.ping_outstanding = true;
+            timer.rearm(self.config.get_ping_timeout(), seen);
+            true
+        };
+        self.both_halves
+            .poll_timer(Side::Read, cx, &self.wake_both, timer);
+        self.owed_ping |= ping_due;
+        Ok(ping_due)
     }
 
     /// Frees buffers that a burst grew, once they are empty, so an idle connection
@@ -339,8 +457,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         };
     }
 
-    /// Handles one received frame; returns the message to yield, if any.
-    fn on_frame(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
+    /// Handles one received control frame; returns the message to yield, if any.
+    fn on_control_frame(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
         match frame.opcode() {
             OpCode::Ping => {
                 if self.config.get_auto_pong() && self.close.can_send() {
@@ -367,7 +485,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.begin_teardown(await_eof, Ok(Message::Close(close)));
                 Ok(None)
             }
-            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.assembler.push(frame),
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                unreachable!("data frames go to the assembler")
+            }
         }
     }
 
@@ -419,6 +539,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Waits for room in the write buffer for a streamed fragment.
+    pub(crate) fn poll_ready_to_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if !self.close.can_send() {
+            return Poll::Ready(Err(Error::ConnectionClosed));
+        }
+        Pin::new(self).poll_ready(cx)
+    }
+
+    /// Queues one fragment of a streamed message, after what the read path owes.
+    pub(crate) fn start_send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        first: bool,
+        fin: bool,
+    ) -> Result<(), Error> {
+        if !self.close.can_send() {
+            return Err(Error::ConnectionClosed);
+        }
+        self.queue_owed()?;
+        let frame = self.fragment_frame(opcode, payload, first, fin)?;
+        Pin::new(&mut self.framed).start_send(frame)
+    }
+
+    /// Flushes everything queued, as the sending side does.
+    pub(crate) fn poll_flush_sends(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_flush_owed(Side::Write, cx)
+    }
+
     /// Encodes a message, split into frames of the configured fragment size.
     fn encode_message(&mut self, message: Message) -> Result<(), Error> {
         #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
@@ -457,31 +606,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
-    type Item = Result<Message, Error>;
+/// What the read path yields before reassembly.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A text, binary or continuation frame, for the assembler or a streaming reader.
+    Data(Frame),
+    /// A message to yield as it is: a ping or pong (if configured), or the close.
+    Message(Message),
+}
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// The read path below reassembly: sends what is owed, reads frames, answers
+    /// control frames, runs keepalive, fails and tears down the connection.
+    pub(crate) fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Incoming, Error>>> {
         loop {
-            match this.reading {
+            match self.reading {
                 ReadState::Reading => {}
-                ReadState::TearingDown { .. } => return this.poll_teardown(cx),
+                ReadState::TearingDown { .. } => {
+                    return self
+                        .poll_teardown(cx)
+                        .map(|last| last.map(|item| item.map(Incoming::Message)));
+                }
                 ReadState::Done => return Poll::Ready(None),
             }
-            if let Err(error) = this.send_owed_from_read_path(cx) {
-                this.fail(error);
+            if let Err(error) = self.send_owed_from_read_path(cx) {
+                self.fail(error);
                 continue;
             }
-            match Pin::new(&mut this.framed).poll_next(cx) {
-                Poll::Ready(Some(Ok(frame))) => match this.on_frame(frame) {
-                    Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
-                    Ok(None) => {}
-                    Err(error) => this.fail(error),
-                },
-                Poll::Ready(Some(Err(error))) => this.fail(error),
+            match Pin::new(&mut self.framed).poll_next(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.frames_received += 1;
+                    if frame.opcode().is_data() {
+                        return Poll::Ready(Some(Ok(Incoming::Data(frame))));
+                    }
+                    match self.on_control_frame(frame) {
+                        Ok(Some(message)) => return Poll::Ready(Some(Ok(Incoming::Message(message)))),
+                        Ok(None) => {}
+                        Err(error) => self.fail(error),
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => self.fail(error),
                 Poll::Ready(None) => {
-                    this.close.on_failure(None);
-                    this.reading = ReadState::Done;
+                    self.close.on_failure(None);
+                    self.reading = ReadState::Done;
                     let eof = std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
                         "connection closed without a close frame",
@@ -489,18 +656,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
                     return Poll::Ready(Some(Err(Error::Io(eof))));
                 }
                 Poll::Pending => {
-                    if let Err(error) = this.check_partial_frame() {
-                        this.fail(error);
+                    if let Err(error) = self.check_partial_frame() {
+                        self.fail(error);
                         continue;
                     }
-                    this.shrink_idle_buffers();
-                    if this.close == CloseState::CloseSent && this.close_timer_expired(Side::Read, cx) {
-                        this.close.on_failure(None);
-                        this.begin_teardown(false, Err(Error::CloseTimeout));
+                    self.shrink_idle_buffers();
+                    if self.close == CloseState::CloseSent && self.close_timer_expired(Side::Read, cx) {
+                        self.close.on_failure(None);
+                        self.begin_teardown(false, Err(Error::CloseTimeout));
                         continue;
                     }
-                    return Poll::Pending;
+                    match self.poll_keepalive(cx) {
+                        Ok(true) => continue,
+                        Ok(false) => return Poll::Pending,
+                        Err(error) => self.fail(error),
+                    }
                 }
+            }
+        }
+    }
+
+    /// Hands a data frame to the assembler; while a dropped streaming reader's
+    /// message is still arriving, its frames are checked and discarded.
+    fn assemble(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
+        if self.discarding {
+            self.discarding = !self.assembler.push_chunk(frame)?.fin;
+            return Ok(None);
+        }
+        self.assembler.push(frame)
+    }
+
+    /// The next piece of a data message, for a streaming reader: control frames are
+    /// handled and skipped; the end of the stream (after a close) is `None`.
+    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Chunk, Error>>> {
+        loop {
+            match ready!(self.poll_incoming(cx)) {
+                Some(Ok(Incoming::Data(frame))) => match self.assembler.push_chunk(frame) {
+                    // The rest of a message whose reader was dropped: skip it.
+                    Ok(chunk) if self.discarding => self.discarding = !chunk.fin,
+                    Ok(chunk) => return Poll::Ready(Some(Ok(chunk))),
+                    Err(error) => self.fail(error),
+                },
+                Some(Ok(Incoming::Message(Message::Close(_)))) | None => return Poll::Ready(None),
+                Some(Ok(Incoming::Message(_))) => {}
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match ready!(this.poll_incoming(cx)) {
+                Some(Ok(Incoming::Data(frame))) => match this.assemble(frame) {
+                    Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
+                    Ok(None) => {}
+                    Err(error) => this.fail(error),
+                },
+                Some(Ok(Incoming::Message(message))) => return Poll::Ready(Some(Ok(message))),
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => return Poll::Ready(None),
             }
         }
     }
@@ -580,6 +799,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     }
 }
 
+/// The keepalive and idle timers.
+#[derive(Debug, Default)]
+struct Keepalive {
+    ping: Option<Timer>,
+    idle: Option<Timer>,
+    /// A keepalive ping went out and no frame has arrived since.
+    ping_outstanding: bool,
+}
+
+/// A timer and the frame count when it was armed: if the count moved when it
+/// fires, the peer was heard from meanwhile.
+#[derive(Debug)]
+struct Timer {
+    sleep: Pin<Box<Sleep>>,
+    seen: u64,
+}
+
+impl Timer {
+    fn new(after: std::time::Duration, seen: u64) -> Timer {
+        Timer {
+            sleep: Box::pin(tokio::time::sleep(after)),
+            seen,
+        }
+    }
+
+    fn rearm(&mut self, after: std::time::Duration, seen: u64) {
+        self.sleep.as_mut().reset(tokio::time::Instant::now() + after);
+        self.seen = seen;
+    }
+}
+
 /// The wakers of the tasks that last polled through `wake_both`, one per half.
 #[derive(Debug, Default)]
 struct BothHalves {
@@ -587,6 +837,16 @@ struct BothHalves {
 }
 
 impl BothHalves {
+    /// Polls `timer` so that its expiry wakes both halves; true if it expired.
+    fn poll_timer(&self, side: Side, cx: &Context<'_>, wake_both: &Waker, timer: &mut Timer) -> bool {
+        self.register(side, cx.waker());
+        timer
+            .sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(wake_both))
+            .is_ready()
+    }
+
     fn register(&self, side: Side, waker: &Waker) {
         let mut wakers = self.wakers.lock().unwrap_or_else(|poison| poison.into_inner());
         let slot = &mut wakers[side as usize];

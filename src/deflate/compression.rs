@@ -68,6 +68,13 @@ impl Deflater {
 
     /// Compresses one whole message; the result lacks the trailing `00 00 ff ff`.
     pub(crate) fn compress(&mut self, payload: &[u8]) -> Result<Bytes, Error> {
+        self.compress_part(payload, true)
+    }
+
+    /// Compresses the next part of a message sent in fragments. Every part ends
+    /// with a sync flush, so each fragment can go out at once; the last part lacks
+    /// the trailing `00 00 ff ff` (RFC 7692 §7.2.1) and ends the message.
+    pub(crate) fn compress_part(&mut self, payload: &[u8], last: bool) -> Result<Bytes, Error> {
         let mut out = Vec::with_capacity(payload.len() / 2 + 64);
         let start_in = self.compress.total_in();
         loop {
@@ -83,9 +90,11 @@ impl Deflater {
             out.reserve(out.capacity().max(64));
         }
         debug_assert!(out.ends_with(&TAIL));
-        out.truncate(out.len().saturating_sub(TAIL.len()));
-        if self.no_context_takeover {
-            self.compress.reset();
+        if last {
+            out.truncate(out.len().saturating_sub(TAIL.len()));
+            if self.no_context_takeover {
+                self.compress.reset();
+            }
         }
         Ok(Bytes::from(out))
     }
@@ -195,6 +204,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_message_compressed_in_parts_inflates_whole() {
+        let message = json(20_000);
+        let (mut deflater, mut inflater) = pair(params(15, false));
+        let mut out = Vec::new();
+        let parts: Vec<&[u8]> = message.chunks(3000).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let compressed = deflater.compress_part(part, last).unwrap();
+            inflater.inflate(&compressed, last, &mut out, usize::MAX).unwrap();
+        }
+        assert_eq!(out, message);
+        // The next message still round-trips: the contexts stayed in step.
+        let again = deflater.compress(&message).unwrap();
+        out.clear();
+        inflater.inflate(&again, true, &mut out, usize::MAX).unwrap();
+        assert_eq!(out, message);
     }
 
     #[test]
