@@ -35,6 +35,8 @@ pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 pub mod mask;
 pub mod message;
 pub mod split;

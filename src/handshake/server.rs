@@ -153,16 +153,7 @@ impl Acceptor {
             Ok(Ok(parsed)) => parsed,
         };
 
-        let key = request.headers()[header::SEC_WEBSOCKET_KEY].as_bytes();
-        let accept = HeaderValue::from_str(&accept_key(key)).expect("base64 is a valid header value");
-        let mut response = Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(header::UPGRADE, "websocket")
-            .header(header::CONNECTION, "Upgrade")
-            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-            .body(())
-            .expect("static response parts are valid");
-        let negotiated = self.negotiate_extensions(request.headers(), response.headers_mut());
+        let (response, negotiated) = switching_protocols(request.headers(), &self.config);
         match callback(&request, response) {
             Ok(response) => {
                 write_response(&mut stream, &response.map(|()| String::new())).await?;
@@ -182,27 +173,6 @@ impl Acceptor {
                 }
                 .into())
             }
-        }
-    }
-
-    /// Accepts the extensions offered that this server supports, adding them to the
-    /// response.
-    fn negotiate_extensions(&self, request: &HeaderMap, response: &mut HeaderMap) -> Negotiated {
-        #[cfg(feature = "deflate")]
-        {
-            let deflate = crate::deflate::negotiation::negotiate_offer(request, self.config.get_deflate());
-            deflate.map_or_else(Negotiated::default, |(params, answer)| {
-                let answer = HeaderValue::try_from(answer).expect("the answer is plain ASCII");
-                response.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
-                Negotiated {
-                    deflate: Some(params),
-                }
-            })
-        }
-        #[cfg(not(feature = "deflate"))]
-        {
-            let _ = (request, response);
-            Negotiated::default()
         }
     }
 
@@ -278,9 +248,9 @@ impl From<Response<String>> for Rejection {
 
 /// A handshake failure and the response the client gets for it.
 #[derive(Debug)]
-struct Refusal {
-    error: Error,
-    response: Option<Box<Response<String>>>,
+pub(crate) struct Refusal {
+    pub(crate) error: Error,
+    pub(crate) response: Option<Box<Response<String>>>,
 }
 
 impl Refusal {
@@ -298,7 +268,7 @@ impl Refusal {
         }
     }
 
-    fn bad_request(reason: &'static str) -> Refusal {
+    pub(crate) fn bad_request(reason: &'static str) -> Refusal {
         Refusal::new(
             HandshakeError::Invalid {
                 reason,
@@ -353,8 +323,45 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, Refusal> {
     Ok(Some((request, head_len)))
 }
 
+/// The `101 Switching Protocols` answer to a validated upgrade request, with the
+/// extensions accepted from its offers (RFC 6455 §4.2.2).
+pub(crate) fn switching_protocols(request: &HeaderMap, config: &Config) -> (Response<()>, Negotiated) {
+    let key = request[header::SEC_WEBSOCKET_KEY].as_bytes();
+    let accept = HeaderValue::from_str(&accept_key(key)).expect("base64 is a valid header value");
+    let mut response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(())
+        .expect("static response parts are valid");
+    let negotiated = negotiate_extensions(request, response.headers_mut(), config);
+    (response, negotiated)
+}
+
+/// Accepts the extensions offered that this server supports, adding them to the
+/// response.
+fn negotiate_extensions(request: &HeaderMap, response: &mut HeaderMap, config: &Config) -> Negotiated {
+    #[cfg(feature = "deflate")]
+    {
+        let deflate = crate::deflate::negotiation::negotiate_offer(request, config.get_deflate());
+        deflate.map_or_else(Negotiated::default, |(params, answer)| {
+            let answer = HeaderValue::try_from(answer).expect("the answer is plain ASCII");
+            response.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
+            Negotiated {
+                deflate: Some(params),
+            }
+        })
+    }
+    #[cfg(not(feature = "deflate"))]
+    {
+        let _ = (request, response, config);
+        Negotiated::default()
+    }
+}
+
 /// The header rules of RFC 6455 §4.2.1.
-fn validate_upgrade(headers: &HeaderMap) -> Result<(), Refusal> {
+pub(crate) fn validate_upgrade(headers: &HeaderMap) -> Result<(), Refusal> {
     if !headers.contains_key(header::HOST) {
         return Err(Refusal::bad_request("missing Host header"));
     }
