@@ -1,13 +1,53 @@
-//! fastws: a fast, correct WebSocket (RFC 6455) implementation for tokio.
+//! fastws: a fast, correct WebSocket (RFC 6455, RFC 7692) implementation for tokio.
 //!
-//! The crate is layered; each layer is usable on its own:
+//! # Quick start
+//!
+//! An echo server: accept, split, forward (one write system call per burst).
+//!
+//! ```no_run
+//! use futures_util::StreamExt;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//!     loop {
+//!         let (tcp, _) = listener.accept().await?;
+//!         tokio::spawn(async move {
+//!             let (sink, stream) = fastws::accept(tcp).await?.split();
+//!             stream.forward(sink).await
+//!         });
+//!     }
+//! }
+//! ```
+//!
+//! A client: `let (ws, response) = fastws::connect("wss://example.com/chat").await?;`
+//! ([`connect`], [`ClientRequest`] for headers, subprotocols and TLS settings).
+//!
+//! # Map
+//!
+//! Data flows frame → codec → message layer → handshake; each layer is usable on
+//! its own.
 //!
 //! | module | what it holds |
 //! |---|---|
 //! | [`frame`] | [`Frame`], [`OpCode`], [`CloseCode`]: plain data, no I/O |
 //! | [`mask`] | payload masking, the fast path and its scalar reference |
-//! | [`codec`] | [`WsCodec`]: a tokio-util `Decoder` / `Encoder<Frame>` |
+//! | [`codec`] | [`WsCodec`]: a tokio-util `Decoder` / `Encoder<Frame>`, role and limits |
+//! | [`message`] | [`Message`] and [`Utf8Bytes`], the zero-copy text type |
+//! | [`websocket`] | [`WebSocket`]: `Stream` + `Sink` of messages, pings, the close handshake |
+//! | [`split`] | [`SplitSink`] / [`SplitStream`]: the halves for concurrent tasks |
+//! | [`streaming`] | [`MessageReader`] / [`MessageWriter`]: one message as `AsyncRead` / `AsyncWrite` |
+//! | [`config`] | [`Config`]: limits, keepalive, timeouts, fragmentation, compression |
+//! | [`handshake`] | [`accept`], [`Acceptor`], [`connect`], [`ClientRequest`], [`client_handshake`] |
+//! | `deflate` | permessage-deflate (feature `deflate`, on by default): `DeflateConfig` |
+//! | `hyper` | upgrading a hyper 1.x / axum request (feature `hyper`) |
 //! | [`error`] | [`Error`], the one error type, and the close code each error implies |
+//!
+//! # Features
+//!
+//! - `deflate` (default): permessage-deflate, negotiated by both sides.
+//! - `rustls` (default): `wss://` in [`connect`], trusting the webpki roots.
+//! - `hyper`: [`hyper::upgrade`](crate::hyper) for hyper 1.x and axum servers.
 //!
 //! # Frames over a socket
 //!

@@ -4,7 +4,7 @@
 //!
 //! - [`negotiation`]: the offer, the server's choice among offers, the client's
 //!   check of the answer (RFC 7692 §5, §7.1).
-//! - [`compression`](self::compression): the data path, a compressor and a
+//! - `compression`: the data path, a compressor and a
 //!   decompressor per connection, kept across messages or reset as negotiated.
 
 pub(crate) mod compression;
