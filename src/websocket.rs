@@ -11,12 +11,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::codec::{Framed, FramedParts};
@@ -131,8 +132,8 @@ enum ReadState {
 /// Which half of the connection is polling.
 #[derive(Debug, Clone, Copy)]
 enum Side {
-    Read = 0,
-    Write = 1,
+    Read,
+    Write,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -321,17 +322,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(queued)
     }
 
-    /// Registers `side`'s waker and returns the waker that wakes both halves.
-    fn write_context(&self, side: Side, cx: &Context<'_>) -> Waker {
-        self.both_halves.register(side, cx.waker());
-        self.wake_both.clone()
-    }
-
     /// Queues owed frames and flushes the write buffer.
     fn poll_flush_owed(&mut self, side: Side, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.queue_owed()?;
-        let waker = self.write_context(side, cx);
-        Pin::new(&mut self.framed).poll_flush(&mut Context::from_waker(&waker))
+        self.both_halves.register(side, cx.waker());
+        Pin::new(&mut self.framed).poll_flush(&mut Context::from_waker(&self.wake_both))
     }
 
     /// Sends what the read path owes without making reads wait on writes: a peer
@@ -527,8 +522,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             *await_eof = false;
         }
-        let waker = self.write_context(Side::Read, cx);
-        if let Poll::Pending = Pin::new(&mut self.framed).poll_close(&mut Context::from_waker(&waker))
+        self.both_halves.register(Side::Read, cx.waker());
+        if let Poll::Pending =
+            Pin::new(&mut self.framed).poll_close(&mut Context::from_waker(&self.wake_both))
             && !expired
         {
             return Poll::Pending;
@@ -735,8 +731,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
             return Poll::Ready(Ok(()));
         }
         this.queue_owed()?;
-        let waker = this.write_context(Side::Write, cx);
-        Pin::new(&mut this.framed).poll_ready(&mut Context::from_waker(&waker))
+        this.both_halves.register(Side::Write, cx.waker());
+        Pin::new(&mut this.framed).poll_ready(&mut Context::from_waker(&this.wake_both))
     }
 
     /// Queues a message. Sending [`Message::Close`] starts the close handshake
@@ -833,7 +829,8 @@ impl Timer {
 /// The wakers of the tasks that last polled through `wake_both`, one per half.
 #[derive(Debug, Default)]
 struct BothHalves {
-    wakers: Mutex<[Option<Waker>; 2]>,
+    read: AtomicWaker,
+    write: AtomicWaker,
 }
 
 impl BothHalves {
@@ -847,11 +844,11 @@ impl BothHalves {
             .is_ready()
     }
 
+    /// Lock-free; clones the waker only when a different task polls.
     fn register(&self, side: Side, waker: &Waker) {
-        let mut wakers = self.wakers.lock().unwrap_or_else(|poison| poison.into_inner());
-        let slot = &mut wakers[side as usize];
-        if !slot.as_ref().is_some_and(|known| known.will_wake(waker)) {
-            *slot = Some(waker.clone());
+        match side {
+            Side::Read => self.read.register(waker),
+            Side::Write => self.write.register(waker),
         }
     }
 }
@@ -862,9 +859,7 @@ impl Wake for BothHalves {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|poison| poison.into_inner()));
-        for waker in wakers.into_iter().flatten() {
-            waker.wake();
-        }
+        self.read.wake();
+        self.write.wake();
     }
 }
