@@ -14,7 +14,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker, ready};
 
-use bytes::{Bytes, BytesMut};
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
 use futures_util::task::AtomicWaker;
@@ -24,7 +26,7 @@ use tokio_util::codec::{Framed, FramedParts};
 
 use crate::assemble::{Chunk, MessageAssembler};
 use crate::close::{CloseAction, CloseState, parse_close_payload};
-use crate::codec::{Role, WsCodec};
+use crate::codec::{Role, WsCodec, put_header};
 use crate::config::Config;
 use crate::error::{Error, ProtocolError};
 use crate::frame::{Frame, MAX_CONTROL_PAYLOAD, OpCode};
@@ -100,6 +102,9 @@ pub struct WebSocket<S> {
     keepalive: Keepalive,
     /// A keepalive ping is due.
     owed_ping: bool,
+    /// The payload of the last frame in the write buffer, written after it
+    /// without being copied (see `encode_frame`).
+    unbuffered_payload: Option<Bytes>,
     /// Compresses outgoing data messages when permessage-deflate was negotiated.
     #[cfg(feature = "deflate")]
     deflater: Option<crate::deflate::compression::Deflater>,
@@ -112,6 +117,10 @@ pub(crate) struct Negotiated {
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<crate::deflate::negotiation::DeflateParams>,
 }
+
+/// Payloads at least this large are written from their own buffer (vectored)
+/// instead of being copied into the write buffer.
+const ZERO_COPY_MIN: usize = 64 * 1024;
 
 /// Empty buffers larger than this are freed when the connection goes idle.
 const SHRINK_ABOVE: usize = 64 * 1024;
@@ -206,6 +215,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             owed_pong: None,
             owed_close: None,
             discarding: false,
+            unbuffered_payload: None,
             frames_received: 0,
             keepalive: Keepalive::default(),
             owed_ping: false,
@@ -285,6 +295,9 @@ impl<S> WebSocket<S> {
             return Err(Error::ConnectionClosed);
         }
         let frame = self.fragment_frame(opcode, payload, first, true)?;
+        if let Some(large) = self.unbuffered_payload.take() {
+            self.framed.write_buffer_mut().extend_from_slice(&large);
+        }
         let mut encoder = WsCodec::new(self.role());
         tokio_util::codec::Encoder::encode(&mut encoder, frame, self.framed.write_buffer_mut())?;
         self.read_path_unflushed = true;
@@ -308,15 +321,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn queue_owed(&mut self) -> Result<bool, Error> {
         let mut queued = false;
         if std::mem::take(&mut self.owed_ping) && self.close.can_send() {
-            Pin::new(&mut self.framed).start_send(Frame::ping(Bytes::new()))?;
+            self.encode_frame(Frame::ping(Bytes::new()))?;
             queued = true;
         }
         if let Some(payload) = self.owed_pong.take() {
-            Pin::new(&mut self.framed).start_send(Frame::pong(payload))?;
+            self.encode_frame(Frame::pong(payload))?;
             queued = true;
         }
         if let Some(frame) = self.owed_close.take() {
-            Pin::new(&mut self.framed).start_send(frame)?;
+            self.encode_frame(frame)?;
             queued = true;
         }
         Ok(queued)
@@ -326,7 +339,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_flush_owed(&mut self, side: Side, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.queue_owed()?;
         self.both_halves.register(side, cx.waker());
-        Pin::new(&mut self.framed).poll_flush(&mut Context::from_waker(&self.wake_both))
+        let mut cx = Context::from_waker(&self.wake_both);
+        ready!(poll_write_unbuffered(
+            &mut self.framed,
+            &mut self.unbuffered_payload,
+            &mut cx
+        ))?;
+        Pin::new(&mut self.framed).poll_flush(&mut cx)
     }
 
     /// Sends what the read path owes without making reads wait on writes: a peer
@@ -556,7 +575,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         self.queue_owed()?;
         let frame = self.fragment_frame(opcode, payload, first, fin)?;
-        Pin::new(&mut self.framed).start_send(frame)
+        self.encode_frame(frame)
     }
 
     /// Flushes everything queued, as the sending side does.
@@ -577,7 +596,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             frame = Frame::new(frame.opcode(), compressed).with_rsv(0b100);
         }
         let len = frame.payload().len();
-        let mut framed = Pin::new(&mut self.framed);
         match self.config.get_fragment_size() {
             Some(size) if frame.opcode().is_data() && len > size => {
                 let mut opcode = frame.opcode();
@@ -590,16 +608,84 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     let fragment = Frame::new(opcode, payload.slice(start..end))
                         .with_fin(end == len)
                         .with_rsv(rsv);
-                    framed.as_mut().start_send(fragment)?;
+                    self.encode_frame(fragment)?;
                     opcode = OpCode::Continuation;
                     rsv = 0;
                     start = end;
                 }
                 Ok(())
             }
-            _ => framed.start_send(frame),
+            _ => self.encode_frame(frame),
         }
     }
+
+    /// Puts a frame in the write buffer. A large payload is not copied: only its
+    /// header is, and the payload waits in `unbuffered_payload` to be written with a
+    /// vectored write right after the buffer (a client masks it in place when it
+    /// holds the only reference).
+    fn encode_frame(&mut self, frame: Frame) -> Result<(), Error> {
+        if let Some(payload) = self.unbuffered_payload.take() {
+            // Frames must follow the large payload: this rare interleaving (a
+            // control frame queued while it waits) pays one copy.
+            self.framed.write_buffer_mut().extend_from_slice(&payload);
+        }
+        if frame.payload().len() < ZERO_COPY_MIN || (frame.opcode().is_control()) {
+            return Pin::new(&mut self.framed).start_send(frame);
+        }
+        let first_byte = frame.first_byte();
+        let (payload, mask) = match self.role() {
+            Role::Server => (frame.into_payload(), None),
+            Role::Client => match frame.into_payload().try_into_mut() {
+                Ok(mut payload) => {
+                    let key = rand::random::<[u8; 4]>();
+                    crate::mask::apply_mask(&mut payload, key, 0);
+                    (payload.freeze(), Some(key))
+                }
+                Err(shared) => {
+                    let frame = Frame::new(
+                        OpCode::from_bits(first_byte & 0x0F).expect("valid opcode"),
+                        shared,
+                    )
+                    .with_fin(first_byte & 0x80 != 0)
+                    .with_rsv(first_byte >> 4);
+                    return Pin::new(&mut self.framed).start_send(frame);
+                }
+            },
+        };
+        put_header(self.framed.write_buffer_mut(), first_byte, payload.len(), mask);
+        self.unbuffered_payload = Some(payload);
+        Ok(())
+    }
+}
+
+/// Writes the write buffer and the large payload that follows it with vectored
+/// writes until the payload is out; what remains is ordinary buffered bytes.
+fn poll_write_unbuffered<S: AsyncWrite + Unpin>(
+    framed: &mut Framed<S, WsCodec>,
+    unbuffered: &mut Option<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Error>> {
+    while let Some(payload) = unbuffered {
+        // Take the buffer out to borrow it next to the transport; always put it back.
+        let mut buffer = std::mem::take(framed.write_buffer_mut());
+        let slices = [IoSlice::new(&buffer), IoSlice::new(payload)];
+        let result = match Pin::new(framed.get_mut()).poll_write_vectored(cx, &slices) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(written)) => {
+                let from_buffer = written.min(buffer.len());
+                buffer.advance(from_buffer);
+                payload.advance(written - from_buffer);
+                Poll::Ready(Ok(()))
+            }
+            other => other.map_ok(|_| ()),
+        };
+        *framed.write_buffer_mut() = buffer;
+        ready!(result)?;
+        if payload.is_empty() {
+            *unbuffered = None;
+        }
+    }
+    Poll::Ready(Ok(()))
 }
 
 /// What the read path yields before reassembly.
@@ -732,7 +818,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
         }
         this.queue_owed()?;
         this.both_halves.register(Side::Write, cx.waker());
-        Pin::new(&mut this.framed).poll_ready(&mut Context::from_waker(&this.wake_both))
+        let mut cx = Context::from_waker(&this.wake_both);
+        ready!(poll_write_unbuffered(
+            &mut this.framed,
+            &mut this.unbuffered_payload,
+            &mut cx
+        ))?;
+        Pin::new(&mut this.framed).poll_ready(&mut cx)
     }
 
     /// Queues a message. Sending [`Message::Close`] starts the close handshake
@@ -756,7 +848,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
             }
             this.queue_owed()?;
             if let CloseAction::Send(frame) = this.close.on_close_requested(message.into_frame()) {
-                Pin::new(&mut this.framed).start_send(frame)?;
+                this.encode_frame(frame)?;
                 this.start_close_timer();
             }
             return Ok(());
