@@ -1,0 +1,277 @@
+//! `WebSocket<S>`: a `Stream` and `Sink` of messages over a `Framed<S, WsCodec>`.
+//!
+//! # Who sends the control frames the read path owes
+//!
+//! Reading a ping owes the peer a pong; reading a close owes it the echo. The read
+//! path (`poll_next`) queues them and writes them out itself, so a task that only
+//! reads still answers pings; the write path (`Sink`) also sends whatever is owed
+//! before its own frames. Both halves poll the socket for writing through one proxy
+//! waker that wakes the reading task and the writing task alike, so after `split()`
+//! neither half can steal the other's wake-up.
+
+//!
+//! The parts: [`read`] (frames in, control frames, close, teardown), [`write`]
+//! (frames out, zero-copy large payloads), [`timers`] (close timeout, keepalive,
+//! the waker shared by both halves).
+
+mod read;
+mod timers;
+mod write;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Waker;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+use tokio_util::codec::{Framed, FramedParts};
+
+use crate::assemble::MessageAssembler;
+use crate::close::CloseState;
+use crate::codec::{Role, WsCodec};
+use crate::config::Config;
+use crate::error::Error;
+use crate::frame::Frame;
+use crate::message::Message;
+use crate::split::{SplitSink, SplitStream};
+
+use timers::{BothHalves, Keepalive};
+
+/// A WebSocket connection: a [`Stream`] of received [`Message`]s and a [`Sink`] of
+/// messages to send.
+///
+/// It reassembles fragments, validates UTF-8, answers pings, runs the close
+/// handshake and enforces the limits of its [`Config`]. Get one from
+/// [`accept`](crate::accept), or wrap a `Framed` you already have with
+/// [`WebSocket::from_framed`].
+///
+/// ```no_run
+/// use futures_util::{SinkExt, StreamExt};
+///
+/// # async fn run(tcp: tokio::net::TcpStream) -> Result<(), fastws::Error> {
+/// let mut ws = fastws::accept(tcp).await?;
+/// while let Some(message) = ws.next().await {
+///     let message = message?;
+///     if message.is_data() {
+///         ws.send(message).await?;
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # The end of the stream
+///
+/// When the close handshake completes, the stream yields the peer's
+/// [`Message::Close`] and then ends; when the connection fails (a protocol
+/// violation, a timeout, an I/O error) it yields the error, after sending the close
+/// frame the error implies, and then ends. Either way the transport is shut down
+/// first. A peer that drops the connection without a close frame gives an
+/// [`Error::Io`] of kind `UnexpectedEof`.
+///
+/// # Cancel safety
+///
+/// `poll_next` and the `Sink` methods keep all progress in `self`: dropping a
+/// `next()` or `send()` future loses no received data, and a message passed to
+/// `start_send` is in the write buffer.
+///
+/// # Timers
+///
+/// The close timeout uses `tokio::time`: run the WebSocket inside a tokio runtime
+/// with the time driver enabled (`#[tokio::main]` enables it).
+#[derive(Debug)]
+pub struct WebSocket<S> {
+    framed: Framed<S, WsCodec>,
+    config: Config,
+    close: CloseState,
+    reading: ReadState,
+    assembler: MessageAssembler,
+    /// The payload of the latest unanswered ping (RFC 6455 §5.5.3 allows answering
+    /// only the most recent one).
+    owed_pong: Option<Bytes>,
+    /// A close frame owed to the peer (an echo, or the code of a failure).
+    owed_close: Option<Frame>,
+    /// The read path queued frames whose flush has not completed yet.
+    read_path_unflushed: bool,
+    /// Running while a close handshake or teardown may not take forever.
+    close_deadline: Option<Pin<Box<Sleep>>>,
+    both_halves: Arc<BothHalves>,
+    /// Wakes both halves: polls that either half may be waiting on (writes, the
+    /// close timer) register this waker, never one task's own.
+    wake_both: Waker,
+    /// A streaming reader was dropped mid-message: the rest of it is skipped.
+    discarding: bool,
+    /// Frames received so far: the keepalive and idle timers compare it.
+    frames_received: u64,
+    /// The keepalive and idle timers, created on first use if configured.
+    keepalive: Keepalive,
+    /// A keepalive ping is due.
+    owed_ping: bool,
+    /// The payload of the last frame in the write buffer, written after it
+    /// without being copied (see `encode_frame`).
+    unbuffered_payload: Option<Bytes>,
+    /// Compresses outgoing data messages when permessage-deflate was negotiated.
+    #[cfg(feature = "deflate")]
+    deflater: Option<crate::deflate::compression::Deflater>,
+}
+
+/// What the opening handshake negotiated beyond the base protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Negotiated {
+    /// The permessage-deflate parameters, if the extension is in use.
+    #[cfg(feature = "deflate")]
+    pub(crate) deflate: Option<crate::deflate::negotiation::DeflateParams>,
+}
+
+/// Payloads at least this large are written from their own buffer (vectored)
+/// instead of being copied into the write buffer.
+const ZERO_COPY_MIN: usize = 64 * 1024;
+
+/// Empty buffers larger than this are freed when the connection goes idle.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
+/// Where the read side is.
+#[derive(Debug)]
+enum ReadState {
+    Reading,
+    /// Flushing what is owed, waiting for the server's EOF (a client after a clean
+    /// close, RFC 6455 §7.1.1), shutting the transport down; then yielding `last`.
+    TearingDown {
+        await_eof: bool,
+        last: Option<Result<Message, Error>>,
+    },
+    Done,
+}
+
+/// Which half of the connection is polling.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Read,
+    Write,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a transport whose opening handshake is already done.
+    ///
+    /// Read and write buffers start empty and grow with traffic.
+    pub fn from_raw_socket(io: S, role: Role, config: Config) -> WebSocket<S> {
+        WebSocket::from_parts(
+            FramedParts::new(io, WsCodec::new(role)),
+            config,
+            Negotiated::default(),
+        )
+    }
+
+    /// Wraps a transport whose handshake is done, with bytes already read from it
+    /// (for example, read together with the HTTP head) as the start of the stream.
+    pub fn from_partially_read(io: S, read: BytesMut, role: Role, config: Config) -> WebSocket<S> {
+        WebSocket::after_handshake(io, read, role, config, Negotiated::default())
+    }
+
+    /// Wraps a transport after a handshake that negotiated `negotiated`.
+    pub(crate) fn after_handshake(
+        io: S,
+        read: BytesMut,
+        role: Role,
+        config: Config,
+        negotiated: Negotiated,
+    ) -> WebSocket<S> {
+        let mut parts = FramedParts::new(io, WsCodec::new(role));
+        parts.read_buf = read;
+        WebSocket::from_parts(parts, config, negotiated)
+    }
+
+    /// Wraps an existing `Framed`, keeping its codec's role and any bytes it has
+    /// buffered. The config's frame size limit replaces the codec's.
+    pub fn from_framed(framed: Framed<S, WsCodec>, config: Config) -> WebSocket<S> {
+        WebSocket::from_parts(framed.into_parts(), config, Negotiated::default())
+    }
+
+    fn from_parts(
+        mut parts: FramedParts<S, WsCodec>,
+        config: Config,
+        negotiated: Negotiated,
+    ) -> WebSocket<S> {
+        parts.codec = parts.codec.max_frame_size(config.get_max_frame_size());
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut assembler = MessageAssembler::new(config.get_max_message_size());
+        #[cfg(feature = "deflate")]
+        let deflater = negotiated.deflate.map(|params| {
+            // RFC 7692 §6: RSV1 marks a compressed message.
+            parts.codec = parts.codec.clone().allowed_rsv(0b100);
+            let (deflater, inflater) =
+                crate::deflate::compression::for_role(&params, parts.codec.role(), config.get_deflate());
+            assembler.set_inflater(inflater);
+            deflater
+        });
+        #[cfg(not(feature = "deflate"))]
+        let Negotiated {} = negotiated;
+        let mut framed = Framed::from_parts(parts);
+        framed.set_backpressure_boundary(config.get_write_buffer_size());
+        let both_halves = Arc::new(BothHalves::default());
+        WebSocket {
+            framed,
+            assembler,
+            #[cfg(feature = "deflate")]
+            deflater,
+            config,
+            close: CloseState::Open,
+            reading: ReadState::Reading,
+            owed_pong: None,
+            owed_close: None,
+            discarding: false,
+            unbuffered_payload: None,
+            frames_received: 0,
+            keepalive: Keepalive::default(),
+            owed_ping: false,
+            read_path_unflushed: false,
+            close_deadline: None,
+            wake_both: Waker::from(Arc::clone(&both_halves)),
+            both_halves,
+        }
+    }
+}
+
+impl<S> WebSocket<S> {
+    /// The frame layer underneath. Frames read or written through it bypass the
+    /// message layer's checks.
+    pub fn get_ref(&self) -> &Framed<S, WsCodec> {
+        &self.framed
+    }
+
+    /// Mutable access to the frame layer underneath.
+    pub fn get_mut(&mut self) -> &mut Framed<S, WsCodec> {
+        &mut self.framed
+    }
+
+    /// Gives back the `Framed`, with any buffered bytes. A partly received message
+    /// and owed control frames are dropped.
+    pub fn into_framed(self) -> Framed<S, WsCodec> {
+        self.framed
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.framed.codec().role()
+    }
+
+    /// A streaming reader was dropped before its message ended: skip the rest.
+    pub(crate) fn discard_rest_of_message(&mut self) {
+        self.discarding = true;
+    }
+
+    /// Splits into a sending half and a receiving half that can be used from
+    /// different tasks at the same time; [`SplitStream::reunite`] undoes it.
+    ///
+    /// The receiving half answers pings on its own, so a task that only reads keeps
+    /// the connection healthy. Prefer this over `futures`' `StreamExt::split`,
+    /// whose sink holds one message back in a slot of its own until its next poll.
+    pub fn split(self) -> (SplitSink<S>, SplitStream<S>) {
+        crate::split::split(self)
+    }
+}

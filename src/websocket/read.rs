@@ -1,0 +1,270 @@
+//! The read path: frames in, control frames answered, failures and the close
+//! handshake carried out, the transport torn down at the end.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{ReadState, SHRINK_ABOVE, Side, WebSocket};
+use crate::assemble::Chunk;
+use crate::close::{CloseAction, CloseState, parse_close_payload};
+use crate::codec::Role;
+use crate::error::Error;
+use crate::frame::{Frame, OpCode};
+use crate::message::Message;
+
+/// What the read path yields before reassembly.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A text, binary or continuation frame, for the assembler or a streaming reader.
+    Data(Frame),
+    /// A message to yield as it is: a ping or pong (if configured), or the close.
+    Message(Message),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// The read path below reassembly: sends what is owed, reads frames, answers
+    /// control frames, runs keepalive, fails and tears down the connection.
+    pub(crate) fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Incoming, Error>>> {
+        loop {
+            match self.reading {
+                ReadState::Reading => {}
+                ReadState::TearingDown { .. } => {
+                    return self
+                        .poll_teardown(cx)
+                        .map(|last| last.map(|item| item.map(Incoming::Message)));
+                }
+                ReadState::Done => return Poll::Ready(None),
+            }
+            if let Err(error) = self.send_owed_from_read_path(cx) {
+                self.fail(error);
+                continue;
+            }
+            match Pin::new(&mut self.framed).poll_next(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.frames_received += 1;
+                    if frame.opcode().is_data() {
+                        return Poll::Ready(Some(Ok(Incoming::Data(frame))));
+                    }
+                    match self.on_control_frame(frame) {
+                        Ok(Some(message)) => return Poll::Ready(Some(Ok(Incoming::Message(message)))),
+                        Ok(None) => {}
+                        Err(error) => self.fail(error),
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => self.fail(error),
+                Poll::Ready(None) => {
+                    self.close.on_failure(None);
+                    self.reading = ReadState::Done;
+                    let eof = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed without a close frame",
+                    );
+                    return Poll::Ready(Some(Err(Error::Io(eof))));
+                }
+                Poll::Pending => {
+                    if let Err(error) = self.check_partial_frame() {
+                        self.fail(error);
+                        continue;
+                    }
+                    self.shrink_idle_buffers();
+                    if self.close == CloseState::CloseSent && self.close_timer_expired(Side::Read, cx) {
+                        self.close.on_failure(None);
+                        self.begin_teardown(false, Err(Error::CloseTimeout));
+                        continue;
+                    }
+                    match self.poll_keepalive(cx) {
+                        Ok(true) => continue,
+                        Ok(false) => return Poll::Pending,
+                        Err(error) => self.fail(error),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a data frame to the assembler; while a dropped streaming reader's
+    /// message is still arriving, its frames are checked and discarded.
+    pub(super) fn assemble(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
+        if self.discarding {
+            self.discarding = !self.assembler.push_chunk(frame)?.fin;
+            return Ok(None);
+        }
+        self.assembler.push(frame)
+    }
+
+    /// The next piece of a data message, for a streaming reader: control frames are
+    /// handled and skipped; the end of the stream (after a close) is `None`.
+    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Chunk, Error>>> {
+        loop {
+            match ready!(self.poll_incoming(cx)) {
+                Some(Ok(Incoming::Data(frame))) => match self.assembler.push_chunk(frame) {
+                    // The rest of a message whose reader was dropped: skip it.
+                    Ok(chunk) if self.discarding => self.discarding = !chunk.fin,
+                    Ok(chunk) => return Poll::Ready(Some(Ok(chunk))),
+                    Err(error) => self.fail(error),
+                },
+                Some(Ok(Incoming::Message(Message::Close(_)))) | None => return Poll::Ready(None),
+                Some(Ok(Incoming::Message(_))) => {}
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+            }
+        }
+    }
+
+    /// Handles one received control frame; returns the message to yield, if any.
+    pub(super) fn on_control_frame(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
+        match frame.opcode() {
+            OpCode::Ping => {
+                if self.config.get_auto_pong() && self.close.can_send() {
+                    self.owed_pong = Some(frame.payload().clone());
+                }
+                Ok(self
+                    .config
+                    .get_control_messages()
+                    .then(|| Message::Ping(frame.into_payload())))
+            }
+            OpCode::Pong => Ok(self
+                .config
+                .get_control_messages()
+                .then(|| Message::Pong(frame.into_payload()))),
+            OpCode::Close => {
+                let close = parse_close_payload(frame.into_payload())?;
+                match self.close.on_close_received(close.as_ref()) {
+                    CloseAction::Send(echo) => self.owed_close = Some(echo),
+                    CloseAction::Finish => {}
+                    CloseAction::Ignore => return Ok(None),
+                }
+                // RFC 6455 §7.1.1: the server closes TCP first; a client waits for it.
+                let await_eof = self.role() == Role::Client;
+                self.begin_teardown(await_eof, Ok(Message::Close(close)));
+                Ok(None)
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                unreachable!("data frames go to the assembler")
+            }
+        }
+    }
+
+    /// Validates the part of a text frame that has arrived so far, so invalid UTF-8
+    /// fails the connection without waiting for the rest of the frame.
+    pub(super) fn check_partial_frame(&mut self) -> Result<(), Error> {
+        let Some(mut header) = self.framed.codec_mut().take_pending() else {
+            return Ok(());
+        };
+        let arrived = header.unmask_arrived(self.framed.read_buffer_mut());
+        let result = self
+            .assembler
+            .check_partial(header.opcode, header.rsv1(), arrived);
+        self.framed.codec_mut().restore_pending(header);
+        result
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): owes the close code the error
+    /// implies, then tears down and yields the error.
+    pub(super) fn fail(&mut self, error: Error) {
+        let frame = error.close_code().map(|code| Frame::close(code, ""));
+        if let CloseAction::Send(frame) = self.close.on_failure(frame) {
+            self.owed_close = Some(frame);
+        }
+        self.begin_teardown(false, Err(error));
+    }
+
+    pub(super) fn begin_teardown(&mut self, await_eof: bool, last: Result<Message, Error>) {
+        self.start_close_timer();
+        self.reading = ReadState::TearingDown {
+            await_eof,
+            last: Some(last),
+        };
+    }
+
+    /// Flushes what is owed, waits for EOF if asked, shuts the transport down, then
+    /// yields the last item. The close timer bounds every wait.
+    pub(super) fn poll_teardown(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let expired = self.close_timer_expired(Side::Read, cx);
+        if let Poll::Pending = self.poll_flush_owed(Side::Read, cx)
+            && !expired
+        {
+            return Poll::Pending;
+        }
+        if let ReadState::TearingDown { await_eof, .. } = &mut self.reading
+            && *await_eof
+        {
+            loop {
+                match Pin::new(&mut self.framed).poll_next(cx) {
+                    Poll::Ready(Some(Ok(_))) => continue,
+                    Poll::Ready(None | Some(Err(_))) => break,
+                    Poll::Pending if expired => break,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            *await_eof = false;
+        }
+        self.both_halves.register(Side::Read, cx.waker());
+        if let Poll::Pending =
+            Pin::new(&mut self.framed).poll_close(&mut Context::from_waker(&self.wake_both))
+            && !expired
+        {
+            return Poll::Pending;
+        }
+        match std::mem::replace(&mut self.reading, ReadState::Done) {
+            ReadState::TearingDown { last, .. } => Poll::Ready(last),
+            _ => Poll::Ready(None),
+        }
+    }
+
+    /// Frees buffers that a burst grew, once they are empty, so an idle connection
+    /// holds little memory.
+    pub(super) fn shrink_idle_buffers(&mut self) {
+        let read = self.framed.read_buffer_mut();
+        if read.is_empty() && read.capacity() > SHRINK_ABOVE {
+            *read = BytesMut::new();
+        }
+        let write = self.framed.write_buffer_mut();
+        if write.is_empty() && write.capacity() > SHRINK_ABOVE {
+            *write = BytesMut::new();
+        }
+    }
+
+    /// Sends what the read path owes without making reads wait on writes: a peer
+    /// that is slow to read must not stop us reading (that could deadlock two
+    /// endpoints that both write a lot).
+    pub(super) fn send_owed_from_read_path(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
+        if self.queue_owed()? {
+            self.read_path_unflushed = true;
+        }
+        if self.read_path_unflushed {
+            match self.poll_flush_owed(Side::Read, cx) {
+                Poll::Ready(result) => {
+                    self.read_path_unflushed = false;
+                    result?;
+                }
+                Poll::Pending => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match ready!(this.poll_incoming(cx)) {
+                Some(Ok(Incoming::Data(frame))) => match this.assemble(frame) {
+                    Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
+                    Ok(None) => {}
+                    Err(error) => this.fail(error),
+                },
+                Some(Ok(Incoming::Message(message))) => return Poll::Ready(Some(Ok(message))),
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The write path: messages and owed control frames into the write buffer, large
+//! payloads written without a copy, fragments of streamed messages.
+
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+use super::{Side, WebSocket, ZERO_COPY_MIN};
+use crate::close::{CloseAction, CloseState};
+use crate::codec::{Role, WsCodec, put_header};
+use crate::error::{Error, ProtocolError};
+use crate::frame::{CloseCode, Frame, MAX_CONTROL_PAYLOAD, OpCode};
+use crate::message::Message;
+
+impl<S> WebSocket<S> {
+    /// The frame for one fragment of a streamed message of kind `opcode`:
+    /// compressed on the fly when permessage-deflate is in use (RSV1 on the first).
+    pub(super) fn fragment_frame(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        first: bool,
+        fin: bool,
+    ) -> Result<Frame, Error> {
+        #[cfg(feature = "deflate")]
+        let (payload, rsv) = match &mut self.deflater {
+            Some(deflater) => (
+                deflater.compress_part(&payload, fin)?,
+                if first { 0b100 } else { 0 },
+            ),
+            None => (payload, 0),
+        };
+        #[cfg(not(feature = "deflate"))]
+        let rsv = 0;
+        let opcode = if first { opcode } else { OpCode::Continuation };
+        Ok(Frame::new(opcode, payload).with_fin(fin).with_rsv(rsv))
+    }
+
+    /// Queues the final fragment of a streamed message without waiting for room
+    /// (a writer being dropped); the read path flushes it if nothing else does.
+    pub(crate) fn queue_final_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        first: bool,
+    ) -> Result<(), Error> {
+        if !self.close.can_send() {
+            return Err(Error::ConnectionClosed);
+        }
+        let frame = self.fragment_frame(opcode, payload, first, true)?;
+        if let Some(large) = self.unbuffered_payload.take() {
+            self.framed.write_buffer_mut().extend_from_slice(&large);
+        }
+        let mut encoder = WsCodec::new(self.role());
+        tokio_util::codec::Encoder::encode(&mut encoder, frame, self.framed.write_buffer_mut())?;
+        self.read_path_unflushed = true;
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Moves owed control frames into the write buffer: the pong first, since its
+    /// ping arrived before any close.
+    pub(super) fn queue_owed(&mut self) -> Result<bool, Error> {
+        let mut queued = false;
+        if std::mem::take(&mut self.owed_ping) && self.close.can_send() {
+            self.encode_frame(Frame::ping(Bytes::new()))?;
+            queued = true;
+        }
+        if let Some(payload) = self.owed_pong.take() {
+            self.encode_frame(Frame::pong(payload))?;
+            queued = true;
+        }
+        if let Some(frame) = self.owed_close.take() {
+            self.encode_frame(frame)?;
+            queued = true;
+        }
+        Ok(queued)
+    }
+
+    /// Queues owed frames and flushes the write buffer.
+    pub(super) fn poll_flush_owed(&mut self, side: Side, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.queue_owed()?;
+        self.both_halves.register(side, cx.waker());
+        let mut cx = Context::from_waker(&self.wake_both);
+        ready!(poll_write_unbuffered(
+            &mut self.framed,
+            &mut self.unbuffered_payload,
+            &mut cx
+        ))?;
+        Pin::new(&mut self.framed).poll_flush(&mut cx)
+    }
+
+    /// Encodes a message, split into frames of the configured fragment size.
+    pub(super) fn encode_message(&mut self, message: Message) -> Result<(), Error> {
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut frame = message.into_frame();
+        #[cfg(feature = "deflate")]
+        if let Some(deflater) = &mut self.deflater
+            && frame.opcode().is_data()
+            && deflater.wants(frame.payload().len())
+        {
+            let compressed = deflater.compress(frame.payload())?;
+            frame = Frame::new(frame.opcode(), compressed).with_rsv(0b100);
+        }
+        let len = frame.payload().len();
+        match self.config.get_fragment_size() {
+            Some(size) if frame.opcode().is_data() && len > size => {
+                let mut opcode = frame.opcode();
+                // RSV1 (compression) marks only the first frame (RFC 7692 §6.1).
+                let mut rsv = frame.rsv();
+                let payload = frame.into_payload();
+                let mut start = 0;
+                while start < len {
+                    let end = (start + size).min(len);
+                    let fragment = Frame::new(opcode, payload.slice(start..end))
+                        .with_fin(end == len)
+                        .with_rsv(rsv);
+                    self.encode_frame(fragment)?;
+                    opcode = OpCode::Continuation;
+                    rsv = 0;
+                    start = end;
+                }
+                Ok(())
+            }
+            _ => self.encode_frame(frame),
+        }
+    }
+
+    /// Puts a frame in the write buffer. A large payload is not copied: only its
+    /// header is, and the payload waits in `unbuffered_payload` to be written with a
+    /// vectored write right after the buffer (a client masks it in place when it
+    /// holds the only reference).
+    pub(super) fn encode_frame(&mut self, frame: Frame) -> Result<(), Error> {
+        if let Some(payload) = self.unbuffered_payload.take() {
+            // Frames must follow the large payload: this rare interleaving (a
+            // control frame queued while it waits) pays one copy.
+            self.framed.write_buffer_mut().extend_from_slice(&payload);
+        }
+        if frame.payload().len() < ZERO_COPY_MIN || (frame.opcode().is_control()) {
+            return Pin::new(&mut self.framed).start_send(frame);
+        }
+        let first_byte = frame.first_byte();
+        let (payload, mask) = match self.role() {
+            Role::Server => (frame.into_payload(), None),
+            Role::Client => match frame.into_payload().try_into_mut() {
+                Ok(mut payload) => {
+                    let key = rand::random::<[u8; 4]>();
+                    crate::mask::apply_mask(&mut payload, key, 0);
+                    (payload.freeze(), Some(key))
+                }
+                Err(shared) => {
+                    let frame = Frame::new(
+                        OpCode::from_bits(first_byte & 0x0F).expect("valid opcode"),
+                        shared,
+                    )
+                    .with_fin(first_byte & 0x80 != 0)
+                    .with_rsv(first_byte >> 4);
+                    return Pin::new(&mut self.framed).start_send(frame);
+                }
+            },
+        };
+        put_header(self.framed.write_buffer_mut(), first_byte, payload.len(), mask);
+        self.unbuffered_payload = Some(payload);
+        Ok(())
+    }
+
+    /// Waits for room in the write buffer for a streamed fragment.
+    pub(crate) fn poll_ready_to_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if !self.close.can_send() {
+            return Poll::Ready(Err(Error::ConnectionClosed));
+        }
+        Pin::new(self).poll_ready(cx)
+    }
+
+    /// Queues one fragment of a streamed message, after what the read path owes.
+    pub(crate) fn start_send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        first: bool,
+        fin: bool,
+    ) -> Result<(), Error> {
+        if !self.close.can_send() {
+            return Err(Error::ConnectionClosed);
+        }
+        self.queue_owed()?;
+        let frame = self.fragment_frame(opcode, payload, first, fin)?;
+        self.encode_frame(frame)
+    }
+
+    /// Flushes everything queued, as the sending side does.
+    pub(crate) fn poll_flush_sends(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_flush_owed(Side::Write, cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if !this.close.can_send() {
+            // start_send decides: a close is accepted (and ignored), data is refused.
+            return Poll::Ready(Ok(()));
+        }
+        this.queue_owed()?;
+        this.both_halves.register(Side::Write, cx.waker());
+        let mut cx = Context::from_waker(&this.wake_both);
+        ready!(poll_write_unbuffered(
+            &mut this.framed,
+            &mut this.unbuffered_payload,
+            &mut cx
+        ))?;
+        Pin::new(&mut this.framed).poll_ready(&mut cx)
+    }
+
+    /// Queues a message. Sending [`Message::Close`] starts the close handshake
+    /// (and the close timer); a close after one was already sent is ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionClosed`] for anything but a close after the close handshake
+    /// started; [`Error::Protocol`] for a control message over 125 bytes or a close
+    /// code that may not be sent.
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        let this = self.get_mut();
+        if let Message::Close(close) = &message {
+            if let Some(close) = close {
+                if !close.code.is_allowed_on_wire() {
+                    return Err(ProtocolError::InvalidCloseCode(close.code.as_u16()).into());
+                }
+                if close.reason.len() + 2 > MAX_CONTROL_PAYLOAD {
+                    return Err(ProtocolError::ControlFrameTooLong(close.reason.len() as u64 + 2).into());
+                }
+            }
+            this.queue_owed()?;
+            if let CloseAction::Send(frame) = this.close.on_close_requested(message.into_frame()) {
+                this.encode_frame(frame)?;
+                this.start_close_timer();
+            }
+            return Ok(());
+        }
+        if !this.close.can_send() {
+            return Err(Error::ConnectionClosed);
+        }
+        this.queue_owed()?;
+        this.encode_message(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_flush_owed(Side::Write, cx)
+    }
+
+    /// Starts the close handshake with 1000 (normal) if it has not started, and
+    /// flushes. The transport is shut down by the read side once the peer answers
+    /// (or the close timeout passes), so keep reading until the stream ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CloseTimeout`] if the flush does not finish within the close
+    /// timeout (a peer that stopped reading).
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.close == CloseState::Open {
+            let close = Message::close(CloseCode::Normal, "");
+            self.as_mut().start_send(close)?;
+        }
+        let this = self.get_mut();
+        match this.poll_flush_owed(Side::Write, cx) {
+            Poll::Pending if this.close_timer_expired(Side::Write, cx) => {
+                Poll::Ready(Err(Error::CloseTimeout))
+            }
+            other => other,
+        }
+    }
+}
+
+/// Writes the write buffer and the large payload that follows it with vectored
+/// writes until the payload is out; what remains is ordinary buffered bytes.
+fn poll_write_unbuffered<S: AsyncWrite + Unpin>(
+    framed: &mut Framed<S, WsCodec>,
+    unbuffered: &mut Option<Bytes>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Error>> {
+    while let Some(payload) = unbuffered {
+        // Take the buffer out to borrow it next to the transport; always put it back.
+        let mut buffer = std::mem::take(framed.write_buffer_mut());
+        let slices = [IoSlice::new(&buffer), IoSlice::new(payload)];
+        let result = match Pin::new(framed.get_mut()).poll_write_vectored(cx, &slices) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(written)) => {
+                let from_buffer = written.min(buffer.len());
+                buffer.advance(from_buffer);
+                payload.advance(written - from_buffer);
+                Poll::Ready(Ok(()))
+            }
+            other => other.map_ok(|_| ()),
+        };
+        *framed.write_buffer_mut() = buffer;
+        ready!(result)?;
+        if payload.is_empty() {
+            *unbuffered = None;
+        }
+    }
+    Poll::Ready(Ok(()))
+}
