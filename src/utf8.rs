@@ -53,11 +53,14 @@ impl Utf8Validator {
         }
     }
 
-    /// Ends the message: fails if it stopped inside a code point.
+    /// Ends the message: fails if it stopped inside a code point. The validator is
+    /// then ready for the next message; after a failure it stays failed.
     pub(crate) fn finish(&mut self) -> Result<(), InvalidUtf8> {
-        let complete = self.partial_len == 0;
-        self.partial_len = 0;
-        if complete { Ok(()) } else { Err(InvalidUtf8) }
+        if self.partial_len == 0 {
+            Ok(())
+        } else {
+            Err(InvalidUtf8)
+        }
     }
 }
 
@@ -114,8 +117,12 @@ mod tests {
         let mut validator = Utf8Validator::default();
         assert_eq!(validator.feed(&[0xE2, 0x82]), Ok(()));
         assert_eq!(validator.finish(), Err(InvalidUtf8));
-        // finish resets the validator for the next message.
+        // A failed message stays failed.
+        assert_eq!(validator.finish(), Err(InvalidUtf8));
+        let mut validator = Utf8Validator::default();
         assert_eq!(validator.feed(b"ok"), Ok(()));
+        assert_eq!(validator.finish(), Ok(()));
+        assert_eq!(validator.feed(b"next"), Ok(()));
         assert_eq!(validator.finish(), Ok(()));
     }
 

@@ -2,7 +2,7 @@
 //! decompressor per connection, their state reused across messages.
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::DeflateConfig;
 use super::negotiation::DeflateParams;
@@ -75,6 +75,19 @@ impl Deflater {
     /// with a sync flush, so each fragment can go out at once; the last part lacks
     /// the trailing `00 00 ff ff` (RFC 7692 §7.2.1) and ends the message.
     pub(crate) fn compress_part(&mut self, payload: &[u8], last: bool) -> Result<Bytes, Error> {
+        if payload.is_empty() {
+            // zlib answers a sync flush without new input with nothing at all, and an
+            // empty payload would leave the peer's inflater inside a block header. A
+            // lone 0x00 starts an empty stored block the peer's appended tail ends.
+            if last && self.no_context_takeover {
+                self.compress.reset();
+            }
+            return Ok(if last {
+                Bytes::from_static(&[0x00])
+            } else {
+                Bytes::new()
+            });
+        }
         let mut out = Vec::with_capacity(payload.len() / 2 + 64);
         let start_in = self.compress.total_in();
         loop {
@@ -132,7 +145,8 @@ impl Inflater {
                 out.reserve_exact(room.max(input.len().min(INFLATE_STEP)));
             }
             let (before_in, before_out) = (self.decompress.total_in(), out.len());
-            self.decompress
+            let status = self
+                .decompress
                 .decompress_vec(input, out, FlushDecompress::Sync)
                 .map_err(|_| ProtocolError::InvalidCompressedData)?;
             if out.len() > max {
@@ -140,6 +154,12 @@ impl Inflater {
             }
             let consumed = (self.decompress.total_in() - before_in) as usize;
             input = &input[consumed..];
+            if status == Status::StreamEnd {
+                // The sender ended the deflate stream with a final block (allowed by
+                // RFC 7692 §7.2.1); what follows starts a new one.
+                self.decompress.reset(false);
+                continue;
+            }
             let output_full = out.len() == out.capacity();
             if input.is_empty() && !output_full {
                 return Ok(());
@@ -264,6 +284,40 @@ mod tests {
             "capacity {}",
             out.capacity()
         );
+    }
+
+    #[test]
+    fn empty_messages_round_trip_under_context_takeover() {
+        let (mut deflater, mut inflater) = pair(params(15, false));
+        for message in [&b"a"[..], b"", b"", b"b", b""] {
+            let compressed = deflater.compress(message).unwrap();
+            assert!(!compressed.is_empty());
+            let mut out = Vec::new();
+            inflater.inflate(&compressed, true, &mut out, usize::MAX).unwrap();
+            assert_eq!(out, message);
+        }
+    }
+
+    #[test]
+    fn a_message_ending_in_a_final_block_is_accepted() {
+        // RFC 7692 §7.2.3.4: "Hello" compressed with BFINAL set.
+        let (_, mut inflater) = pair(params(15, false));
+        let mut out = Vec::new();
+        inflater
+            .inflate(
+                &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
+                true,
+                &mut out,
+                1024,
+            )
+            .unwrap();
+        assert_eq!(out, b"Hello");
+        out.clear();
+        // The next message starts a new stream.
+        inflater
+            .inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], true, &mut out, 1024)
+            .unwrap();
+        assert_eq!(out, b"Hello");
     }
 
     #[test]

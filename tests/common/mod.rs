@@ -3,6 +3,8 @@
 //! HTTP upgrade by hand so tests can put arbitrary frames on the wire.
 #![allow(dead_code)]
 
+pub mod inflate;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -205,6 +207,14 @@ pub async fn upgrade_raw(addr: SocketAddr) -> (TcpStream, BytesMut) {
 /// Wraps an upgraded socket in a client frame codec, keeping bytes already read.
 pub fn client_from(tcp: TcpStream, read: BytesMut) -> Client {
     let mut parts = FramedParts::new::<Frame>(tcp, WsCodec::client());
+    parts.read_buf = read;
+    Framed::from_parts(parts)
+}
+
+/// Like [`client_from`], for either role, with the caller's codec (for example one
+/// that allows RSV1 after permessage-deflate was negotiated).
+pub fn framed_with(tcp: TcpStream, read: BytesMut, codec: WsCodec) -> Client {
+    let mut parts = FramedParts::new::<Frame>(tcp, codec);
     parts.read_buf = read;
     Framed::from_parts(parts)
 }
