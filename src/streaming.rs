@@ -116,6 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MessageReader<'_, S> {
                     this.chunk = chunk.bytes;
                     this.finished = chunk.fin;
                 }
+                Some(Err(Error::Io(error))) => return Poll::Ready(Err(error)),
                 Some(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
                 None => {
                     this.finished = true;
@@ -203,6 +204,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SplitSink<S> {
 ///
 /// Dropping the writer before `shutdown` **finishes the message** with what was
 /// written: the final frame is queued and goes out with the next flush, send or read.
+/// Text cut inside a UTF-8 character loses the cut bytes; if part of that character
+/// was already sent, the message cannot end validly and the connection is closed
+/// with 1011 instead.
 ///
 /// ```no_run
 /// use tokio::io::AsyncWriteExt;
@@ -317,6 +321,14 @@ impl<S> Drop for MessageWriter<'_, S> {
         if self.finished || (!self.started && self.buffer.is_empty()) {
             return;
         }
+        // Text cut inside a code point: drop the cut bytes if they are still ours;
+        // if some already went out, no valid end exists and the connection fails.
+        let cut = self.utf8.as_ref().map_or(0, Utf8Validator::pending_len);
+        if cut > self.buffer.len() {
+            self.handle.with(WebSocket::fail_unfinishable_message);
+            return;
+        }
+        self.buffer.truncate(self.buffer.len() - cut);
         let (kind, first, payload) = (self.kind.opcode(), !self.started, self.buffer.split().freeze());
         // Nothing to report an error to: a closed connection makes this a no-op.
         let _ = self

@@ -53,6 +53,11 @@ impl Utf8Validator {
         }
     }
 
+    /// The bytes of a code point cut off at the end of what was fed (0 to 3).
+    pub(crate) fn pending_len(&self) -> usize {
+        self.partial_len
+    }
+
     /// Ends the message: fails if it stopped inside a code point. The validator is
     /// then ready for the next message; after a failure it stays failed.
     pub(crate) fn finish(&mut self) -> Result<(), InvalidUtf8> {

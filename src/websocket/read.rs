@@ -72,6 +72,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         continue;
                     }
                     self.shrink_idle_buffers();
+                    if self.close == CloseState::CloseSent {
+                        // Normally started when the close was sent; not from a `Drop`.
+                        self.start_close_timer();
+                    }
                     if self.close == CloseState::CloseSent && self.close_timer_expired(Side::Read, cx) {
                         self.close.on_failure(None);
                         self.begin_teardown(false, Err(Error::CloseTimeout));

@@ -23,7 +23,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// [`Error::IdleTimeout`] or [`Error::KeepaliveTimeout`] when the peer stayed
     /// silent too long.
     pub(super) fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
-        let seen = self.frames_received;
+        // Life is a new frame or more bytes of one still arriving: a large frame
+        // that takes long to arrive does not count as silence.
+        let seen = (self.frames_received, self.framed.read_buffer().len());
         if let Some(timeout) = self.config.get_idle_timeout() {
             let timer = self
                 .keepalive
@@ -48,6 +50,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             .keepalive
             .ping
             .get_or_insert_with(|| Timer::new(interval, seen));
+        if self.keepalive.ping_outstanding && timer.seen != seen {
+            // Answered: the next ping is due one interval from now, not when the
+            // ping timeout would have expired.
+            self.keepalive.ping_outstanding = false;
+            timer.rearm(interval, seen);
+        }
         if !self
             .both_halves
             .poll_timer(Side::Read, cx, &self.wake_both, timer)
@@ -98,23 +106,24 @@ pub(super) struct Keepalive {
     ping_outstanding: bool,
 }
 
-/// A timer and the frame count when it was armed: if the count moved when it
-/// fires, the peer was heard from meanwhile.
+/// A timer and the peer's activity (frames received, bytes of a frame still
+/// arriving) when it was armed: if that moved when it fires, the peer was heard
+/// from meanwhile.
 #[derive(Debug)]
 pub(super) struct Timer {
     sleep: Pin<Box<Sleep>>,
-    seen: u64,
+    seen: (u64, usize),
 }
 
 impl Timer {
-    fn new(after: Duration, seen: u64) -> Timer {
+    fn new(after: Duration, seen: (u64, usize)) -> Timer {
         Timer {
             sleep: Box::pin(tokio::time::sleep(after)),
             seen,
         }
     }
 
-    fn rearm(&mut self, after: Duration, seen: u64) {
+    fn rearm(&mut self, after: Duration, seen: (u64, usize)) {
         self.sleep.as_mut().reset(tokio::time::Instant::now() + after);
         self.seen = seen;
     }

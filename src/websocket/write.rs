@@ -18,6 +18,15 @@ use crate::frame::{CloseCode, Frame, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::message::Message;
 
 impl<S> WebSocket<S> {
+    /// A dropped text writer left a message that no valid ending can finish (part
+    /// of a cut character already went out): close with 1011 (RFC 6455 §7.4.1).
+    pub(crate) fn fail_unfinishable_message(&mut self) {
+        if let CloseAction::Send(frame) = self.close.on_close_requested(Frame::close(CloseCode::Error, "")) {
+            // The close timer starts when the read path next waits.
+            let _ = self.buffer_without_waiting(frame);
+        }
+    }
+
     /// The frame for one fragment of a streamed message of kind `opcode`:
     /// compressed on the fly when permessage-deflate is in use (RSV1 on the first).
     pub(super) fn fragment_frame(
@@ -53,6 +62,13 @@ impl<S> WebSocket<S> {
             return Err(Error::ConnectionClosed);
         }
         let frame = self.fragment_frame(opcode, payload, first, true)?;
+        self.buffer_without_waiting(frame)
+    }
+
+    /// Encodes a frame into the write buffer from a place that cannot wait (a
+    /// `Drop`), behind any large payload still waiting; the read path flushes it if
+    /// nothing else does.
+    fn buffer_without_waiting(&mut self, frame: Frame) -> Result<(), Error> {
         if let Some(large) = self.unbuffered_payload.take() {
             self.framed.write_buffer_mut().extend_from_slice(&large);
         }
