@@ -18,9 +18,10 @@ pub const MAX_HEADER_LEN: usize = 14;
 const MIN_READ_SPACE: usize = 4096;
 
 /// How far past the received bytes the decoder reserves for an incomplete frame:
-/// frames up to this size are read into one allocation; larger ones grow the
-/// buffer by doubling as their bytes arrive.
-const RESERVE_AHEAD: usize = 256 * 1024;
+/// frames up to this size (header included) are read into one allocation, made
+/// when the header arrives; larger ones grow the buffer by doubling as their bytes
+/// arrive, so a header alone never commits more than this much memory.
+const RESERVE_AHEAD: usize = (1 << 20) + MAX_HEADER_LEN;
 
 /// Which end of the connection this codec serves. It decides masking (RFC 6455 §5.1):
 /// a client masks every frame it sends and refuses masked frames; a server never
