@@ -243,7 +243,7 @@ impl ClientRequest {
                 break parsed;
             }
         };
-        let leftover = buf.split_off(head_len);
+        let leftover = BytesMut::from(&buf[head_len..]);
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             let body = read_refusal_body(&mut stream, response.headers(), leftover).await;
             let (parts, ()) = response.into_parts();

@@ -203,7 +203,9 @@ impl Acceptor {
                 });
             }
             if let Some((request, head_len)) = parse_request(&buf)? {
-                let leftover = buf.split_off(head_len);
+                // Keep only the bytes after the head, not the head's buffer: an idle
+                // connection then holds no read buffer at all.
+                let leftover = BytesMut::from(&buf[head_len..]);
                 return Ok((request, leftover));
             }
         }
@@ -401,7 +403,8 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     write_response(stream, response).await?;
     stream.shutdown().await?;
     let drain = async {
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would sit in every connection's task state.
+        let mut sink = vec![0u8; 4096];
         let mut drained = 0;
         while drained < 64 * 1024 {
             match stream.read(&mut sink).await {
