@@ -1,0 +1,8 @@
+//! Echo server: `servers::tokio_websockets_batched` on one single-threaded tokio runtime.
+//!
+//! Usage: srv_tokio_websockets_batched ADDR   (for example 127.0.0.1:9001)
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    fastws_compare::serve(fastws_compare::servers::tokio_websockets_batched).await
+}
