@@ -207,10 +207,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         #[cfg(not(feature = "deflate"))]
         let Negotiated {} = negotiated;
         // `Framed::from_parts` grows both buffers to 8 KiB each; an idle connection
-        // should hold neither, so they start as given (the read buffer) or empty.
-        let read_buf = std::mem::take(&mut parts.read_buf);
+        // should hold neither. A read buffer with bytes in it stays (and must go in
+        // through `from_parts`, which marks it readable).
         let mut framed = Framed::from_parts(parts);
-        *framed.read_buffer_mut() = read_buf;
+        if framed.read_buffer().is_empty() {
+            *framed.read_buffer_mut() = BytesMut::new();
+        }
         *framed.write_buffer_mut() = BytesMut::new();
         framed.set_backpressure_boundary(config.get_write_buffer_size());
         let both_halves = Arc::new(BothHalves::default());
