@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
 
-use super::{accept_key, header_has_token};
+use super::{accept_key, header_has_token, header_map};
 use crate::codec::Role;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError};
@@ -434,11 +434,7 @@ fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, Handshake
         .ok_or(invalid("invalid status code"))?;
     let mut response = Response::new(());
     *response.status_mut() = status;
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid("invalid header"))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| invalid("invalid header"))?;
-        response.headers_mut().append(name, value);
-    }
+    *response.headers_mut() = header_map(parsed.headers).ok_or(invalid("invalid header"))?;
     Ok(Some((response, head_len)))
 }
 

@@ -28,6 +28,18 @@ pub fn accept_key(key: &[u8]) -> String {
     BASE64.encode(sha1.finalize())
 }
 
+/// Copies parsed HTTP headers into a `HeaderMap`; `None` if a name or value is
+/// not valid HTTP.
+pub(crate) fn header_map(headers: &[httparse::Header<'_>]) -> Option<HeaderMap> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for header in headers {
+        let name = http::HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        let value = http::HeaderValue::from_bytes(header.value).ok()?;
+        map.append(name, value);
+    }
+    Some(map)
+}
+
 /// Whether `key` is a valid `Sec-WebSocket-Key`: base64 of exactly 16 bytes
 /// (RFC 6455 §4.1).
 pub fn is_valid_key(key: &[u8]) -> bool {

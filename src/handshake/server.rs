@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{accept_key, header_has_token, is_valid_key};
+use super::{accept_key, header_has_token, header_map, is_valid_key};
 use crate::codec::Role;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError};
@@ -303,17 +303,7 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, Refusal> {
     if parsed.version != Some(1) {
         return Err(Refusal::bad_request("upgrade request is not HTTP/1.1"));
     }
-    let mut map = HeaderMap::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes());
-        let value = HeaderValue::from_bytes(h.value);
-        match (name, value) {
-            (Ok(name), Ok(value)) => {
-                map.append(name, value);
-            }
-            _ => return Err(Refusal::bad_request("invalid header")),
-        }
-    }
+    let map = header_map(parsed.headers).ok_or_else(|| Refusal::bad_request("invalid header"))?;
     let mut request = Request::builder()
         .method(http::Method::GET)
         .uri(parsed.path.unwrap_or("/"))

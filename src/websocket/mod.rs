@@ -8,7 +8,6 @@
 //! before its own frames. Both halves poll the socket for writing through one proxy
 //! waker that wakes the reading task and the writing task alike, so after `split()`
 //! neither half can steal the other's wake-up.
-
 //!
 //! The parts: [`read`] (frames in, control frames, close, teardown), [`write`]
 //! (frames out, zero-copy large payloads), [`timers`] (close timeout, keepalive,
