@@ -25,7 +25,12 @@ const FRAME_SIZES: [(usize, &str); 4] = [
     (1 << 20, "1MiB"),
 ];
 
-const MASK_SIZES: [(usize, &str); 3] = [(1 << 10, "1KiB"), (64 << 10, "64KiB"), (1 << 20, "1MiB")];
+const MASK_SIZES: [(usize, &str); 4] = [
+    (16, "16B"),
+    (1 << 10, "1KiB"),
+    (64 << 10, "64KiB"),
+    (1 << 20, "1MiB"),
+];
 
 /// Bytes of encoded frames per untimed refill of the read buffer.
 const CHUNK_BYTES: usize = 256 << 10;

@@ -17,6 +17,10 @@ pub const MAX_HEADER_LEN: usize = 14;
 /// read, so one read system call brings in many small frames.
 const MIN_READ_SPACE: usize = 4096;
 
+/// The most free space the decoder asks for between frames: pipelined traffic
+/// that fills smaller reads gets up to this much per read system call.
+const MAX_READ_SPACE: usize = 64 * 1024;
+
 /// How far past the received bytes the decoder reserves for an incomplete frame:
 /// frames up to this size (header included) are read into one allocation, made
 /// when the header arrives; larger ones grow the buffer by doubling as their bytes
@@ -75,6 +79,42 @@ pub struct WsCodec {
     allowed_rsv: u8,
     /// The validated header of a frame whose payload has not fully arrived.
     pending: Option<Header>,
+    /// How much free space to leave for the next read.
+    read_space: ReadSpace,
+}
+
+/// Adapts the free space left for each read to the traffic: a read that brought in
+/// as much as was offered doubles the offer (up to [`MAX_READ_SPACE`]), one that
+/// brought in under a quarter halves it (down to [`MIN_READ_SPACE`]). A burst of
+/// pipelined frames then arrives in one system call, while a quiet connection keeps
+/// a small buffer.
+#[derive(Debug, Clone, Copy)]
+struct ReadSpace {
+    /// The free space the next read gets.
+    offer: usize,
+    /// Bytes decoded since the decoder last asked for more.
+    decoded: usize,
+}
+
+impl ReadSpace {
+    const fn new() -> ReadSpace {
+        ReadSpace {
+            offer: MIN_READ_SPACE,
+            decoded: 0,
+        }
+    }
+
+    /// Called when the decoder needs more bytes, `leftover` of them already
+    /// buffered: adapts the offer to what the last read brought, and returns it.
+    fn next_offer(&mut self, leftover: usize) -> usize {
+        let arrived = std::mem::take(&mut self.decoded) + leftover;
+        if arrived >= self.offer {
+            self.offer = (self.offer * 2).min(MAX_READ_SPACE);
+        } else if arrived < self.offer / 4 {
+            self.offer = (self.offer / 2).max(MIN_READ_SPACE);
+        }
+        self.offer
+    }
 }
 
 /// A parsed and validated frame header.
@@ -107,6 +147,7 @@ impl WsCodec {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             allowed_rsv: 0,
             pending: None,
+            read_space: ReadSpace::new(),
         }
     }
 
@@ -219,6 +260,11 @@ impl WsCodec {
 impl WsCodec {
     /// Takes the header of the frame still incomplete in the read buffer, if any;
     /// give it back with [`WsCodec::restore_pending`].
+    /// The free space the decoder currently leaves for each read.
+    pub(crate) fn read_space(&self) -> usize {
+        self.read_space.offer
+    }
+
     pub(crate) fn take_pending(&mut self) -> Option<Header> {
         self.pending.take()
     }
@@ -275,7 +321,7 @@ impl Decoder for WsCodec {
             None => match self.parse_header(src)? {
                 Some(header) => header,
                 None => {
-                    src.reserve(MIN_READ_SPACE);
+                    src.reserve(self.read_space.next_offer(src.len()));
                     return Ok(None);
                 }
             },
@@ -286,12 +332,13 @@ impl Decoder for WsCodec {
             // repeated reallocation, but never more than twice what has arrived
             // beyond RESERVE_AHEAD: a 14-byte header must not make us allocate the
             // declared (up to max_frame_size) bytes before the peer sends them.
-            let wanted = (frame_len - src.len()).max(MIN_READ_SPACE);
+            let wanted = (frame_len - src.len()).max(self.read_space.next_offer(src.len()));
             src.reserve(wanted.min(src.len().max(RESERVE_AHEAD)));
             self.pending = Some(header);
             return Ok(None);
         }
         self.pending = None;
+        self.read_space.decoded += frame_len;
 
         src.advance(header.header_len);
         let mut payload = src.split_to(header.payload_len);
@@ -363,6 +410,54 @@ pub(crate) fn put_header(dst: &mut BytesMut, first_byte: u8, len: usize, mask: O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_space_doubles_while_reads_fill_it_and_halves_when_they_do_not() {
+        let mut space = ReadSpace::new();
+        assert_eq!(
+            space.next_offer(0),
+            MIN_READ_SPACE,
+            "an empty read keeps the minimum"
+        );
+        let mut offers = Vec::new();
+        for _ in 0..6 {
+            // Pipelined traffic: every read fills what was offered.
+            space.decoded = space.offer;
+            offers.push(space.next_offer(0));
+        }
+        assert_eq!(offers, [8192, 16384, 32768, 65536, 65536, 65536]);
+        // A read of a quarter or more keeps the offer; less halves it.
+        space.decoded = MAX_READ_SPACE / 4;
+        assert_eq!(space.next_offer(0), MAX_READ_SPACE);
+        space.decoded = 100;
+        assert_eq!(space.next_offer(20), MAX_READ_SPACE / 2);
+        for _ in 0..10 {
+            space.next_offer(0);
+        }
+        assert_eq!(space.offer, MIN_READ_SPACE);
+    }
+
+    #[test]
+    fn a_burst_that_filled_the_buffer_leaves_more_room_for_the_next_read() {
+        let mut sender = WsCodec::client();
+        let mut receiver = WsCodec::server();
+        let mut buf = BytesMut::new();
+        assert_eq!(receiver.decode(&mut buf).unwrap(), None);
+        let first = buf.capacity();
+        assert!(first >= MIN_READ_SPACE);
+        // A read that filled the offered space with 1 KiB frames.
+        let mut wire = BytesMut::new();
+        while wire.len() < first {
+            sender.encode(Frame::binary(vec![7; 1024]), &mut wire).unwrap();
+        }
+        buf.extend_from_slice(&wire[..first]);
+        while receiver.decode(&mut buf).unwrap().is_some() {}
+        assert!(
+            buf.capacity() - buf.len() >= 2 * MIN_READ_SPACE,
+            "spare {} after a full read",
+            buf.capacity() - buf.len()
+        );
+    }
 
     fn decode_all(codec: &mut WsCodec, bytes: &[u8]) -> Result<Vec<Frame>, Error> {
         let mut buf = BytesMut::from(bytes);

@@ -221,10 +221,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Frees buffers that a burst grew, once they are empty, so an idle connection
-    /// holds little memory.
+    /// holds little memory: the read buffer is kept only up to twice the space the
+    /// codec currently offers each read (it adapts to the traffic).
     pub(super) fn shrink_idle_buffers(&mut self) {
+        let keep_read = SHRINK_ABOVE.max(2 * self.framed.codec().read_space());
         let read = self.framed.read_buffer_mut();
-        if read.is_empty() && read.capacity() > SHRINK_ABOVE {
+        if read.is_empty() && read.capacity() > keep_read {
             *read = BytesMut::new();
         }
         let write = self.framed.write_buffer_mut();

@@ -82,7 +82,16 @@ impl<S> WebSocket<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Moves owed control frames into the write buffer: the pong first, since its
     /// ping arrived before any close.
+    #[inline]
     pub(super) fn queue_owed(&mut self) -> Result<bool, Error> {
+        if !self.owed_ping && self.owed_pong.is_none() && self.owed_close.is_none() {
+            return Ok(false);
+        }
+        self.queue_owed_frames()
+    }
+
+    #[cold]
+    fn queue_owed_frames(&mut self) -> Result<bool, Error> {
         let mut queued = false;
         if std::mem::take(&mut self.owed_ping) && self.close.can_send() {
             self.encode_frame(Frame::ping(Bytes::new()))?;
@@ -226,6 +235,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
             return Poll::Ready(Ok(()));
         }
         this.queue_owed()?;
+        if this.unbuffered_payload.is_none()
+            && this.framed.write_buffer().len() < this.config.get_write_buffer_size()
+        {
+            // Room in the buffer: nothing to wait for, so no waker to register.
+            return Poll::Ready(Ok(()));
+        }
         this.both_halves.register(Side::Write, cx.waker());
         let mut cx = Context::from_waker(&this.wake_both);
         ready!(poll_write_unbuffered(
