@@ -258,20 +258,14 @@ impl WsCodec {
 }
 
 impl WsCodec {
-    /// Takes the header of the frame still incomplete in the read buffer, if any;
-    /// give it back with [`WsCodec::restore_pending`].
     /// The free space the decoder currently leaves for each read.
     pub(crate) fn read_space(&self) -> usize {
         self.read_space.offer
     }
 
-    pub(crate) fn take_pending(&mut self) -> Option<Header> {
-        self.pending.take()
-    }
-
-    /// Puts back a header taken with [`WsCodec::take_pending`].
-    pub(crate) fn restore_pending(&mut self, header: Header) {
-        self.pending = Some(header);
+    /// The header of the frame still incomplete in the read buffer, if any.
+    pub(crate) fn pending_mut(&mut self) -> Option<&mut Header> {
+        self.pending.as_mut()
     }
 }
 

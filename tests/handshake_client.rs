@@ -129,10 +129,7 @@ async fn wss_connects_to_a_tls_server_with_a_generated_certificate() {
     let request = ClientRequest::new(format!("wss://localhost:{port}/secure"))
         .tls_config(std::sync::Arc::new(client_config));
     let (mut ws, _) = timeout(LIMIT, fastws::connect(request)).await.unwrap().unwrap();
-    assert!(matches!(
-        ws.get_ref().get_ref(),
-        fastws::MaybeTlsStream::Rustls(_)
-    ));
+    assert!(matches!(ws.get_ref(), fastws::MaybeTlsStream::Rustls(_)));
     ws.send(Message::text("over tls")).await.unwrap();
     let echo = timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(echo.as_text(), Some("over tls"));

@@ -436,7 +436,7 @@ async fn message_writer_waits_for_a_peer_that_does_not_read() {
             "writing 1 GiB to a peer that does not read finished: {stalled:?}"
         );
         drop(writer);
-        let framed = ws.get_ref();
+        let framed = ws.into_framed();
         // Room for the backpressure boundary and a fragment or two, with BytesMut's
         // doubling: far below the gigabyte being written.
         let limit = 1 << 20;

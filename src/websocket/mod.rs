@@ -1,4 +1,4 @@
-//! `WebSocket<S>`: a `Stream` and `Sink` of messages over a `Framed<S, WsCodec>`.
+//! `WebSocket<S>`: a `Stream` and `Sink` of messages over a transport `S`.
 //!
 //! # Who sends the control frames the read path owes
 //!
@@ -9,10 +9,12 @@
 //! waker that wakes the reading task and the writing task alike, so after `split()`
 //! neither half can steal the other's wake-up.
 //!
-//! The parts: [`read`] (frames in, control frames, close, teardown), [`write`]
-//! (frames out, zero-copy large payloads), [`timers`] (close timeout, keepalive,
-//! the waker shared by both halves).
+//! The parts: [`frame_io`] (frames to and from the transport, buffers, system
+//! calls), [`read`] (frames in, control frames, close, teardown), [`write`]
+//! (messages out), [`timers`] (close timeout, keepalive, the waker shared by both
+//! halves).
 
+mod frame_io;
 mod read;
 mod timers;
 mod write;
@@ -25,6 +27,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::codec::{Framed, FramedParts};
+
+use frame_io::FrameIo;
 
 use crate::assemble::MessageAssembler;
 use crate::close::CloseState;
@@ -80,7 +84,7 @@ use timers::{BothHalves, Keepalive};
 /// with the time driver enabled (`#[tokio::main]` enables it).
 #[derive(Debug)]
 pub struct WebSocket<S> {
-    framed: Framed<S, WsCodec>,
+    frames: FrameIo<S>,
     config: Config,
     close: CloseState,
     reading: ReadState,
@@ -106,9 +110,6 @@ pub struct WebSocket<S> {
     keepalive: Keepalive,
     /// A keepalive ping is due.
     owed_ping: bool,
-    /// The payload of the last frame in the write buffer, written after it
-    /// without being copied (see `encode_frame`).
-    unbuffered_payload: Option<Bytes>,
     /// Compresses outgoing data messages when permessage-deflate was negotiated.
     #[cfg(feature = "deflate")]
     deflater: Option<crate::deflate::compression::Deflater>,
@@ -121,10 +122,6 @@ pub(crate) struct Negotiated {
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<crate::deflate::negotiation::DeflateParams>,
 }
-
-/// Payloads at least this large are written from their own buffer (vectored)
-/// instead of being copied into the write buffer.
-const ZERO_COPY_MIN: usize = 64 * 1024;
 
 /// Empty buffers larger than this are freed when the connection goes idle.
 const SHRINK_ABOVE: usize = 64 * 1024;
@@ -205,18 +202,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         });
         #[cfg(not(feature = "deflate"))]
         let Negotiated {} = negotiated;
-        // `Framed::from_parts` grows both buffers to 8 KiB each; an idle connection
-        // should hold neither. A read buffer with bytes in it stays (and must go in
-        // through `from_parts`, which marks it readable).
-        let mut framed = Framed::from_parts(parts);
-        if framed.read_buffer().is_empty() {
-            *framed.read_buffer_mut() = BytesMut::new();
-        }
-        *framed.write_buffer_mut() = BytesMut::new();
-        framed.set_backpressure_boundary(config.get_write_buffer_size());
         let both_halves = Arc::new(BothHalves::default());
         WebSocket {
-            framed,
+            frames: FrameIo::from_parts(parts),
             assembler,
             #[cfg(feature = "deflate")]
             deflater,
@@ -226,7 +214,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             owed_pong: None,
             owed_close: None,
             discarding: false,
-            unbuffered_payload: None,
             frames_received: 0,
             keepalive: Keepalive::default(),
             owed_ping: false,
@@ -239,21 +226,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 }
 
 impl<S> WebSocket<S> {
-    /// The frame layer underneath. Frames read or written through it bypass the
-    /// message layer's checks.
-    pub fn get_ref(&self) -> &Framed<S, WsCodec> {
-        &self.framed
+    /// The transport underneath.
+    pub fn get_ref(&self) -> &S {
+        &self.frames.io
     }
 
-    /// Mutable access to the frame layer underneath.
-    pub fn get_mut(&mut self) -> &mut Framed<S, WsCodec> {
-        &mut self.framed
+    /// Mutable access to the transport underneath. Bytes read from or written to
+    /// it directly bypass the WebSocket and corrupt the stream.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.frames.io
     }
 
-    /// Gives back the `Framed`, with any buffered bytes. A partly received message
-    /// and owed control frames are dropped.
+    /// Gives back the frame layer as a `Framed`, with any buffered bytes. A partly
+    /// received message and owed control frames are dropped.
     pub fn into_framed(self) -> Framed<S, WsCodec> {
-        self.framed
+        Framed::from_parts(self.frames.into_parts())
     }
 
     /// The configuration in force.
@@ -263,7 +250,7 @@ impl<S> WebSocket<S> {
 
     /// This end's role.
     pub fn role(&self) -> Role {
-        self.framed.codec().role()
+        self.frames.codec.role()
     }
 
     /// A streaming reader was dropped before its message ended: skip the rest.

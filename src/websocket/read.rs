@@ -6,7 +6,6 @@ use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
 use futures_core::Stream;
-use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{ReadState, SHRINK_ABOVE, Side, WebSocket};
@@ -44,7 +43,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.fail(error);
                 continue;
             }
-            match Pin::new(&mut self.framed).poll_next(cx) {
+            match self.frames.poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     self.frames_received += 1;
                     if frame.opcode().is_data() {
@@ -156,15 +155,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Validates the part of a text frame that has arrived so far, so invalid UTF-8
     /// fails the connection without waiting for the rest of the frame.
     pub(super) fn check_partial_frame(&mut self) -> Result<(), Error> {
-        let Some(mut header) = self.framed.codec_mut().take_pending() else {
+        let frames = &mut self.frames;
+        let Some(header) = frames.codec.pending_mut() else {
             return Ok(());
         };
-        let arrived = header.unmask_arrived(self.framed.read_buffer_mut());
-        let result = self
-            .assembler
-            .check_partial(header.opcode, header.rsv1(), arrived);
-        self.framed.codec_mut().restore_pending(header);
-        result
+        let arrived = header.unmask_arrived(&mut frames.read_buf);
+        self.assembler
+            .check_partial(header.opcode, header.rsv1(), arrived)
     }
 
     /// Fails the connection (RFC 6455 §7.1.7): owes the close code the error
@@ -198,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             && *await_eof
         {
             loop {
-                match Pin::new(&mut self.framed).poll_next(cx) {
+                match self.frames.poll_frame(cx) {
                     Poll::Ready(Some(Ok(_))) => continue,
                     Poll::Ready(None | Some(Err(_))) => break,
                     Poll::Pending if expired => break,
@@ -208,8 +205,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             *await_eof = false;
         }
         self.both_halves.register(Side::Read, cx.waker());
-        if let Poll::Pending =
-            Pin::new(&mut self.framed).poll_close(&mut Context::from_waker(&self.wake_both))
+        if let Poll::Pending = self
+            .frames
+            .poll_shutdown(&mut Context::from_waker(&self.wake_both))
             && !expired
         {
             return Poll::Pending;
@@ -224,14 +222,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// holds little memory: the read buffer is kept only up to twice the space the
     /// codec currently offers each read (it adapts to the traffic).
     pub(super) fn shrink_idle_buffers(&mut self) {
-        let keep_read = SHRINK_ABOVE.max(2 * self.framed.codec().read_space());
-        let read = self.framed.read_buffer_mut();
-        if read.is_empty() && read.capacity() > keep_read {
-            *read = BytesMut::new();
+        let frames = &mut self.frames;
+        let keep_read = SHRINK_ABOVE.max(2 * frames.codec.read_space());
+        if frames.read_buf.is_empty() && frames.read_buf.capacity() > keep_read {
+            frames.read_buf = BytesMut::new();
         }
-        let write = self.framed.write_buffer_mut();
-        if write.is_empty() && write.capacity() > SHRINK_ABOVE {
-            *write = BytesMut::new();
+        if frames.write_buf.is_empty() && frames.write_buf.capacity() > SHRINK_ABOVE {
+            frames.write_buf = BytesMut::new();
         }
     }
 

@@ -25,7 +25,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     pub(super) fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> Result<bool, Error> {
         // Life is a new frame or more bytes of one still arriving: a large frame
         // that takes long to arrive does not count as silence.
-        let seen = (self.frames_received, self.framed.read_buffer().len());
+        let seen = (self.frames_received, self.frames.read_buffered());
         if let Some(timeout) = self.config.get_idle_timeout() {
             let timer = self
                 .keepalive

@@ -1,18 +1,15 @@
-//! The write path: messages and owed control frames into the write buffer, large
-//! payloads written without a copy, fragments of streamed messages.
+//! The write path: messages and owed control frames into the write buffer,
+//! backpressure, fragments of streamed messages.
 
-use std::io::IoSlice;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::Framed;
 
-use super::{Side, WebSocket, ZERO_COPY_MIN};
+use super::{Side, WebSocket};
 use crate::close::{CloseAction, CloseState};
-use crate::codec::{Role, WsCodec, put_header};
 use crate::error::{Error, ProtocolError};
 use crate::frame::{CloseCode, Frame, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::message::Message;
@@ -65,15 +62,10 @@ impl<S> WebSocket<S> {
         self.buffer_without_waiting(frame)
     }
 
-    /// Encodes a frame into the write buffer from a place that cannot wait (a
-    /// `Drop`), behind any large payload still waiting; the read path flushes it if
-    /// nothing else does.
+    /// Buffers a frame from a place that cannot wait (a `Drop`); the read path
+    /// flushes it if nothing else does.
     fn buffer_without_waiting(&mut self, frame: Frame) -> Result<(), Error> {
-        if let Some(large) = self.unbuffered_payload.take() {
-            self.framed.write_buffer_mut().extend_from_slice(&large);
-        }
-        let mut encoder = WsCodec::new(self.role());
-        tokio_util::codec::Encoder::encode(&mut encoder, frame, self.framed.write_buffer_mut())?;
+        self.frames.buffer(frame)?;
         self.read_path_unflushed = true;
         Ok(())
     }
@@ -113,12 +105,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.queue_owed()?;
         self.both_halves.register(side, cx.waker());
         let mut cx = Context::from_waker(&self.wake_both);
-        ready!(poll_write_unbuffered(
-            &mut self.framed,
-            &mut self.unbuffered_payload,
-            &mut cx
-        ))?;
-        Pin::new(&mut self.framed).poll_flush(&mut cx)
+        self.frames.poll_flush(&mut cx).map_err(Error::from)
     }
 
     /// Encodes a message, split into frames of the configured fragment size.
@@ -157,42 +144,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    /// Puts a frame in the write buffer. A large payload is not copied: only its
-    /// header is, and the payload waits in `unbuffered_payload` to be written with a
-    /// vectored write right after the buffer (a client masks it in place when it
-    /// holds the only reference).
+    /// Puts a frame in the write buffer (a large payload goes out after it, uncopied).
     pub(super) fn encode_frame(&mut self, frame: Frame) -> Result<(), Error> {
-        if let Some(payload) = self.unbuffered_payload.take() {
-            // Frames must follow the large payload: this rare interleaving (a
-            // control frame queued while it waits) pays one copy.
-            self.framed.write_buffer_mut().extend_from_slice(&payload);
-        }
-        if frame.payload().len() < ZERO_COPY_MIN || (frame.opcode().is_control()) {
-            return Pin::new(&mut self.framed).start_send(frame);
-        }
-        let first_byte = frame.first_byte();
-        let (payload, mask) = match self.role() {
-            Role::Server => (frame.into_payload(), None),
-            Role::Client => match frame.into_payload().try_into_mut() {
-                Ok(mut payload) => {
-                    let key = rand::random::<[u8; 4]>();
-                    crate::mask::apply_mask(&mut payload, key, 0);
-                    (payload.freeze(), Some(key))
-                }
-                Err(shared) => {
-                    let frame = Frame::new(
-                        OpCode::from_bits(first_byte & 0x0F).expect("valid opcode"),
-                        shared,
-                    )
-                    .with_fin(first_byte & 0x80 != 0)
-                    .with_rsv(first_byte >> 4);
-                    return Pin::new(&mut self.framed).start_send(frame);
-                }
-            },
-        };
-        put_header(self.framed.write_buffer_mut(), first_byte, payload.len(), mask);
-        self.unbuffered_payload = Some(payload);
-        Ok(())
+        self.frames.buffer(frame)
     }
 
     /// Waits for room in the write buffer for a streamed fragment.
@@ -235,20 +189,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
             return Poll::Ready(Ok(()));
         }
         this.queue_owed()?;
-        if this.unbuffered_payload.is_none()
-            && this.framed.write_buffer().len() < this.config.get_write_buffer_size()
-        {
-            // Room in the buffer: nothing to wait for, so no waker to register.
+        if this.frames.has_room(this.config.get_write_buffer_size()) {
+            // Nothing to wait for, so no waker to register.
             return Poll::Ready(Ok(()));
         }
         this.both_halves.register(Side::Write, cx.waker());
-        let mut cx = Context::from_waker(&this.wake_both);
-        ready!(poll_write_unbuffered(
-            &mut this.framed,
-            &mut this.unbuffered_payload,
-            &mut cx
-        ))?;
-        Pin::new(&mut this.framed).poll_ready(&mut cx)
+        this.frames
+            .poll_flush(&mut Context::from_waker(&this.wake_both))
+            .map_err(Error::from)
     }
 
     /// Queues a message. Sending [`Message::Close`] starts the close handshake
@@ -309,34 +257,4 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
             other => other,
         }
     }
-}
-
-/// Writes the write buffer and the large payload that follows it with vectored
-/// writes until the payload is out; what remains is ordinary buffered bytes.
-fn poll_write_unbuffered<S: AsyncWrite + Unpin>(
-    framed: &mut Framed<S, WsCodec>,
-    unbuffered: &mut Option<Bytes>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), Error>> {
-    while let Some(payload) = unbuffered {
-        // Take the buffer out to borrow it next to the transport; always put it back.
-        let mut buffer = std::mem::take(framed.write_buffer_mut());
-        let slices = [IoSlice::new(&buffer), IoSlice::new(payload)];
-        let result = match Pin::new(framed.get_mut()).poll_write_vectored(cx, &slices) {
-            Poll::Ready(Ok(0)) => Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
-            Poll::Ready(Ok(written)) => {
-                let from_buffer = written.min(buffer.len());
-                buffer.advance(from_buffer);
-                payload.advance(written - from_buffer);
-                Poll::Ready(Ok(()))
-            }
-            other => other.map_ok(|_| ()),
-        };
-        *framed.write_buffer_mut() = buffer;
-        ready!(result)?;
-        if payload.is_empty() {
-            *unbuffered = None;
-        }
-    }
-    Poll::Ready(Ok(()))
 }
