@@ -132,6 +132,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
                 let cut = io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a frame");
                 return Poll::Ready(Some(Err(cut.into())));
             }
+            rewind_if_empty(&mut self.read_buf);
             if self.read_buf.len() == self.read_buf.capacity() {
                 // An emptied (or never used) buffer: give the read the space the
                 // codec would have asked for.
@@ -170,6 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
             }
             self.write_buf.advance(written);
         }
+        rewind_if_empty(&mut self.write_buf);
         Poll::Ready(Ok(()))
     }
 
@@ -183,5 +185,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
     pub(super) fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_flush(cx))?;
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Moves an empty buffer back to the start of its allocation when nothing else
+/// holds a part of it, without allocating or copying. A buffer left where its
+/// last bytes ended walks through its whole capacity one burst after another;
+/// rewound, every burst reuses the same memory, still in cache.
+fn rewind_if_empty(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        // Asking for one byte more than the free space past the current start
+        // makes `try_reclaim` move the start back when it can; when a received
+        // payload still shares the allocation it does nothing.
+        let _rewound = buf.try_reclaim(buf.capacity() + 1);
     }
 }
