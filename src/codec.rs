@@ -27,6 +27,13 @@ const MAX_READ_SPACE: usize = 64 * 1024;
 /// arrive, so a header alone never commits more than this much memory.
 const RESERVE_AHEAD: usize = (1 << 20) + MAX_HEADER_LEN;
 
+/// Frames at least this long get room for several of them when the buffer is
+/// grown or reclaimed (see [`WsCodec::reserve_for_read`]).
+const LARGE_FRAME: usize = 16 * 1024;
+
+/// How many large frames' worth of room such a reservation leaves.
+const LARGE_FRAME_HEADROOM: usize = 4;
+
 /// Which end of the connection this codec serves. It decides masking (RFC 6455 §5.1):
 /// a client masks every frame it sends and refuses masked frames; a server never
 /// masks and refuses unmasked frames.
@@ -309,25 +316,35 @@ impl Decoder for WsCodec {
     type Item = Frame;
     type Error = Error;
 
+    /// Decodes the next frame; when `src` holds no whole frame, reserves room for
+    /// the next read (see [`WsCodec::reserve_for_read`]).
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        let frame = self.decode_frame(src)?;
+        if frame.is_none() {
+            self.reserve_for_read(src);
+        }
+        Ok(frame)
+    }
+}
+
+impl WsCodec {
+    /// Decodes the next frame without reserving anything: `Ok(None)` means `src`
+    /// holds no whole frame yet (a complete header is remembered, so it is parsed
+    /// and validated once).
+    ///
+    /// The transport layer calls this, then reserves only when it is about to read,
+    /// after writing out payloads that still share the read buffer: a reservation
+    /// while they do would allocate a new buffer.
+    pub(crate) fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
         let header = match self.pending {
             Some(header) => header,
             None => match self.parse_header(src)? {
                 Some(header) => header,
-                None => {
-                    src.reserve(self.read_space.next_offer(src.len()));
-                    return Ok(None);
-                }
+                None => return Ok(None),
             },
         };
-        let frame_len = header.header_len + header.payload_len;
+        let frame_len = header.header_len.saturating_add(header.payload_len);
         if src.len() < frame_len {
-            // Reserve for the whole frame, so a large payload is read without
-            // repeated reallocation, but never more than twice what has arrived
-            // beyond RESERVE_AHEAD: a 14-byte header must not make us allocate the
-            // declared (up to max_frame_size) bytes before the peer sends them.
-            let wanted = (frame_len - src.len()).max(self.read_space.next_offer(src.len()));
-            src.reserve(wanted.min(src.len().max(RESERVE_AHEAD)));
             self.pending = Some(header);
             return Ok(None);
         }
@@ -344,6 +361,34 @@ impl Decoder for WsCodec {
                 .with_fin(header.first_byte & 0x80 != 0)
                 .with_rsv(header.first_byte >> 4),
         ))
+    }
+
+    /// Reserves room in `src` for the next read, after [`WsCodec::decode_frame`]
+    /// found no whole frame: the adaptive read space (see `ReadSpace`), or, while a
+    /// frame is arriving, room for the rest of it.
+    ///
+    /// The whole frame is reserved at once, so a large payload is read without
+    /// repeated reallocation, but never more than twice what has arrived beyond
+    /// `RESERVE_AHEAD`: a 14-byte header must not make us allocate the declared (up
+    /// to `max_frame_size`) bytes before the peer sends them.
+    pub(crate) fn reserve_for_read(&mut self, src: &mut BytesMut) {
+        let offer = self.read_space.next_offer(src.len());
+        match self.pending {
+            Some(header) => {
+                let frame_len = header.header_len.saturating_add(header.payload_len);
+                let missing = frame_len.saturating_sub(src.len());
+                let mut wanted = missing.max(offer);
+                if src.capacity() - src.len() < wanted && frame_len >= LARGE_FRAME {
+                    // Growing or moving anyway: leave room for the frames after
+                    // this one too. Reads do not end at frame boundaries, so the
+                    // part of the next frame read with this one is moved to the
+                    // front of the buffer at every reservation that finds no room.
+                    wanted = wanted.max(frame_len.saturating_mul(LARGE_FRAME_HEADROOM));
+                }
+                src.reserve(wanted.min(src.len().max(RESERVE_AHEAD)));
+            }
+            None => src.reserve(offer),
+        }
     }
 }
 
@@ -485,6 +530,32 @@ mod tests {
             buf.capacity() <= 4 * RESERVE_AHEAD + 64,
             "capacity {}",
             buf.capacity()
+        );
+    }
+
+    #[test]
+    fn a_large_frame_that_needs_room_gets_room_for_the_frames_after_it_too() {
+        let mut sender = WsCodec::client();
+        let mut receiver = WsCodec::server();
+        let mut wire = BytesMut::new();
+        sender
+            .encode(Frame::binary(vec![1; 64 * 1024]), &mut wire)
+            .unwrap();
+        let frame_len = wire.len();
+        let mut buf = BytesMut::from(&wire[..1000]);
+        assert!(receiver.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() >= LARGE_FRAME_HEADROOM * frame_len,
+            "capacity {} for a {frame_len}-byte frame",
+            buf.capacity()
+        );
+        // Small frames get what they need and the read space, nothing more.
+        let mut small = BytesMut::from(&[0x82, 0xFE, 0x01, 0x00, 1, 2, 3, 4][..]);
+        assert!(WsCodec::server().decode(&mut small).unwrap().is_none());
+        assert!(
+            small.capacity() < 2 * MAX_READ_SPACE,
+            "capacity {}",
+            small.capacity()
         );
     }
 

@@ -83,3 +83,86 @@ async fn a_client_never_masks_a_payload_the_caller_still_holds() {
     );
     assert!(echo.payload() == &copy_before[..]);
 }
+
+/// A server `WebSocket` over one end of an in-memory pipe of `capacity` bytes, and
+/// a client frame codec over the other end.
+fn pipe(
+    capacity: usize,
+) -> (
+    fastws::WebSocket<tokio::io::DuplexStream>,
+    tokio_util::codec::Framed<tokio::io::DuplexStream, fastws::WsCodec>,
+) {
+    let (server_io, client_io) = tokio::io::duplex(capacity);
+    let config = Config::default().deflate(DeflateConfig::disabled());
+    let ws = fastws::WebSocket::from_raw_socket(server_io, fastws::Role::Server, config);
+    (
+        ws,
+        tokio_util::codec::Framed::new(client_io, fastws::WsCodec::client()),
+    )
+}
+
+#[tokio::test]
+async fn uncopied_payloads_keep_their_place_among_small_and_control_frames_through_partial_writes() {
+    // 1,000 bytes of pipe: every write is partial, and a duplex pipe has no
+    // vectored writes, so each one takes a single slice of what is queued.
+    let (mut ws, mut client) = pipe(1000);
+    let sent = vec![
+        fastws::Frame::binary(pattern(70_000, 1)),
+        fastws::Frame::ping(Bytes::from_static(b"between")),
+        fastws::Frame::binary(pattern(100_000, 2)),
+        fastws::Frame::text("small"),
+        fastws::Frame::binary(pattern(65_536, 3)),
+        fastws::Frame::binary(pattern(65_536, 4)),
+        fastws::Frame::text("last"),
+    ];
+    let messages: Vec<Message> = sent
+        .iter()
+        .map(|frame| match frame.opcode() {
+            fastws::OpCode::Ping => Message::Ping(frame.payload().clone()),
+            fastws::OpCode::Text => Message::text(std::str::from_utf8(frame.payload()).unwrap()),
+            _ => Message::Binary(frame.payload().clone()),
+        })
+        .collect();
+    let server = tokio::spawn(async move {
+        for message in messages {
+            ws.feed(message).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        ws
+    });
+    for expected in &sent {
+        let frame = timeout(LIMIT, client.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(frame.opcode(), expected.opcode());
+        assert_eq!(frame.payload().len(), expected.payload().len());
+        assert!(
+            frame.payload() == expected.payload(),
+            "{:?} payload differs",
+            frame.opcode()
+        );
+    }
+    let _ws = timeout(LIMIT, server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_task_that_only_reads_writes_out_a_queued_large_message() {
+    let (mut ws, mut client) = pipe(1 << 20);
+    let big = pattern(200_000, 5);
+    let expected = big.clone();
+    let server = tokio::spawn(async move {
+        // Queued, never flushed by the sending side.
+        ws.feed(Message::Binary(big)).await.unwrap();
+        let go = ws.next().await.unwrap().unwrap();
+        assert_eq!(go.as_text(), Some("go"));
+        // Waiting for the next message is what writes the queued one out.
+        ws.next().await
+    });
+    client.send(fastws::Frame::text("go")).await.unwrap();
+    let frame = timeout(LIMIT, client.next()).await.unwrap().unwrap().unwrap();
+    assert!(frame.payload() == &expected[..], "the queued message differs");
+    client
+        .send(fastws::Frame::close(fastws::CloseCode::Normal, ""))
+        .await
+        .unwrap();
+    let last = timeout(LIMIT, server).await.unwrap().unwrap();
+    assert!(matches!(last, Some(Ok(Message::Close(_)))), "{last:?}");
+}

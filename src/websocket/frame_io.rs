@@ -7,21 +7,32 @@
 //! write buffer goes out with one plain `write` (vectored only when a large payload
 //! follows it), and a read never gets less free space than the codec asks for.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{Decoder, Encoder, FramedParts};
+use tokio_util::codec::{Encoder, FramedParts};
 
 use crate::codec::{Role, WsCodec, put_header};
 use crate::error::Error;
 use crate::frame::Frame;
 
 /// Payloads at least this large are written from their own buffer (vectored)
-/// instead of being copied into the write buffer.
+/// instead of being copied into the write buffer. Below it copying costs less:
+/// measured on a 1 KiB echo, one slice per payload made the kernel's copy slower
+/// than our copy into one contiguous buffer.
 const ZERO_COPY_MIN: usize = 64 * 1024;
+
+/// The most payloads waiting to be written uncopied; past it the write buffer
+/// counts as full, so `poll_ready` writes before accepting more.
+const MAX_QUEUED_PAYLOADS: usize = 64;
+
+/// The most slices one vectored write hands to the transport: every queued
+/// payload with the buffered bytes before it, and the bytes after the last.
+const MAX_SLICES: usize = 2 * MAX_QUEUED_PAYLOADS + 1;
 
 /// The transport with its codec and buffers.
 #[derive(Debug)]
@@ -29,14 +40,27 @@ pub(super) struct FrameIo<S> {
     pub(super) io: S,
     pub(super) codec: WsCodec,
     pub(super) read_buf: BytesMut,
+    /// Frame headers and copied payloads, in the order they go out; uncopied
+    /// payloads are written between its bytes, where `payloads` says.
     pub(super) write_buf: BytesMut,
-    /// The payload of the last frame in the write buffer, written after it without
-    /// being copied (see [`FrameIo::buffer`]).
-    unbuffered: Option<Bytes>,
+    /// Payloads written without being copied (see [`FrameIo::buffer`]), in order.
+    payloads: VecDeque<Uncopied>,
+    /// The `write_buf` bytes that go out before the last queued payload.
+    bytes_before_last_payload: usize,
+    /// The bytes of all queued payloads.
+    payload_bytes: usize,
     /// Bytes arrived since the codec last asked for more: decode before reading.
     readable: bool,
     /// The transport reported the end of its input.
     eof: bool,
+}
+
+/// A payload that goes out from its own buffer after `after_buffered` more bytes
+/// of the write buffer (counted from the previous uncopied payload).
+#[derive(Debug)]
+struct Uncopied {
+    after_buffered: usize,
+    payload: Bytes,
 }
 
 impl<S> FrameIo<S> {
@@ -50,57 +74,43 @@ impl<S> FrameIo<S> {
             codec: parts.codec,
             read_buf: keep(parts.read_buf),
             write_buf: keep(parts.write_buf),
-            unbuffered: None,
+            payloads: VecDeque::new(),
+            bytes_before_last_payload: 0,
+            payload_bytes: 0,
             readable,
             eof: false,
         }
     }
 
-    /// Gives back the parts for a `Framed`, with any buffered bytes.
+    /// Gives back the parts for a `Framed`, with any buffered bytes (uncopied
+    /// payloads copied in their place).
     pub(super) fn into_parts(mut self) -> FramedParts<S, WsCodec> {
-        if let Some(payload) = self.unbuffered.take() {
-            self.write_buf.extend_from_slice(&payload);
-        }
+        let write_buf = if self.payloads.is_empty() {
+            self.write_buf
+        } else {
+            let mut flat = BytesMut::with_capacity(self.write_buf.len() + self.payload_bytes);
+            for Uncopied {
+                after_buffered,
+                payload,
+            } in self.payloads.drain(..)
+            {
+                flat.extend_from_slice(&self.write_buf.split_to(after_buffered));
+                flat.extend_from_slice(&payload);
+            }
+            flat.extend_from_slice(&self.write_buf);
+            flat
+        };
         let mut parts = FramedParts::new::<Frame>(self.io, self.codec);
         parts.read_buf = self.read_buf;
-        parts.write_buf = self.write_buf;
+        parts.write_buf = write_buf;
         parts
     }
 
-    /// Puts a frame in the write buffer. A large payload is not copied: only its
-    /// header is, and the payload waits to be written with a vectored write right
-    /// after the buffer (a client masks it in place when it holds the only
-    /// reference).
-    pub(super) fn buffer(&mut self, frame: Frame) -> Result<(), Error> {
-        if let Some(payload) = self.unbuffered.take() {
-            // Frames must follow the large payload: this rare interleaving (a
-            // control frame queued while it waits) pays one copy.
-            self.write_buf.extend_from_slice(&payload);
-        }
-        if frame.payload().len() < ZERO_COPY_MIN || frame.opcode().is_control() {
-            return self.codec.encode(frame, &mut self.write_buf);
-        }
-        let first_byte = frame.first_byte();
-        let (payload, mask) = match self.codec.role() {
-            Role::Server => (frame.into_payload(), None),
-            Role::Client if frame.payload().is_unique() => {
-                let mut payload = frame.into_payload().try_into_mut().expect("unique payload");
-                let key = rand::random::<[u8; 4]>();
-                crate::mask::apply_mask(&mut payload, key, 0);
-                (payload.freeze(), Some(key))
-            }
-            // Shared: it cannot be masked in place, so it is masked as it is copied.
-            Role::Client => return self.codec.encode(frame, &mut self.write_buf),
-        };
-        put_header(&mut self.write_buf, first_byte, payload.len(), mask);
-        self.unbuffered = Some(payload);
-        Ok(())
-    }
-
-    /// Whether the write buffer holds fewer than `limit` bytes and no large payload
-    /// waits: another frame may be buffered without writing first.
+    /// Whether the write buffer and the queued payloads hold fewer than `limit`
+    /// bytes (and few enough payloads for one vectored write): another frame may be
+    /// buffered without writing first.
     pub(super) fn has_room(&self, limit: usize) -> bool {
-        self.unbuffered.is_none() && self.write_buf.len() < limit
+        self.payloads.len() < MAX_QUEUED_PAYLOADS && self.write_buf.len() + self.payload_bytes < limit
     }
 
     /// The bytes of the frame being received, so far (the idle and keepalive timers
@@ -108,22 +118,102 @@ impl<S> FrameIo<S> {
     pub(super) fn read_buffered(&self) -> usize {
         self.read_buf.len()
     }
+
+    /// Queues `payload` to be written uncopied after what the write buffer holds now.
+    fn queue_uncopied(&mut self, payload: Bytes) {
+        let after_buffered = self.write_buf.len() - self.bytes_before_last_payload;
+        self.bytes_before_last_payload = self.write_buf.len();
+        self.payload_bytes += payload.len();
+        self.payloads.push_back(Uncopied {
+            after_buffered,
+            payload,
+        });
+    }
+
+    /// Takes `written` bytes off the front of what is queued: write buffer bytes
+    /// and uncopied payloads, in their order on the wire.
+    fn consume_written(&mut self, mut written: usize) {
+        while let Some(next) = self.payloads.front_mut() {
+            let from_buffer = written.min(next.after_buffered);
+            self.write_buf.advance(from_buffer);
+            next.after_buffered -= from_buffer;
+            self.bytes_before_last_payload -= from_buffer;
+            written -= from_buffer;
+            let from_payload = written.min(next.payload.len());
+            next.payload.advance(from_payload);
+            self.payload_bytes -= from_payload;
+            written -= from_payload;
+            if !next.payload.is_empty() {
+                return;
+            }
+            self.payloads.pop_front();
+        }
+        self.bytes_before_last_payload = 0;
+        self.write_buf.advance(written);
+    }
+
+    /// Puts a frame in the write buffer. A large payload is not copied: only its
+    /// header is, and the payload is written from its own buffer after the bytes
+    /// buffered before it (a client masks it in place when it holds the only
+    /// reference; a shared one is masked as it is copied).
+    pub(super) fn buffer(&mut self, frame: Frame) -> Result<(), Error> {
+        let len = frame.payload().len();
+        let client = self.codec.role() == Role::Client;
+        if len < ZERO_COPY_MIN || frame.opcode().is_control() || (client && !frame.payload().is_unique()) {
+            return self.codec.encode(frame, &mut self.write_buf);
+        }
+        let first_byte = frame.first_byte();
+        let (payload, mask) = if client {
+            let mut payload = frame.into_payload().try_into_mut().expect("unique payload");
+            let key = rand::random::<[u8; 4]>();
+            crate::mask::apply_mask(&mut payload, key, 0);
+            (payload.freeze(), Some(key))
+        } else {
+            (frame.into_payload(), None)
+        };
+        put_header(&mut self.write_buf, first_byte, payload.len(), mask);
+        self.queue_uncopied(payload);
+        Ok(())
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
     /// The next frame; `None` at the end of the input with nothing buffered.
     ///
+    /// Before it reads, it writes out queued uncopied payloads with `write_waker`
+    /// (an echo's payloads share the read buffer: written, they let the next read
+    /// reuse the same memory instead of a new allocation). A write that cannot
+    /// finish now is left to the sending side.
+    ///
     /// # Errors
     ///
     /// What the codec refuses, the transport's errors, and `UnexpectedEof` if the
     /// input ends inside a frame.
-    pub(super) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, Error>>> {
+    pub(super) fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+        write_waker: &Waker,
+    ) -> Poll<Option<Result<Frame, Error>>> {
         loop {
             if self.readable {
-                if let Some(frame) = self.codec.decode(&mut self.read_buf)? {
+                if let Some(frame) = self.codec.decode_frame(&mut self.read_buf)? {
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 self.readable = false;
+                if !self.eof && !self.payloads.is_empty() {
+                    // Errors and a full socket are for the sending side to meet on
+                    // its own flush; this write only gets ahead of it.
+                    let _ = self.poll_write_out(&mut Context::from_waker(write_waker));
+                }
+                if !self.eof {
+                    rewind_if_empty(&mut self.read_buf);
+                    self.codec.reserve_for_read(&mut self.read_buf);
+                }
+            } else if self.read_buf.len() == self.read_buf.capacity() {
+                // Never used, or freed while idle: give the read the space the
+                // codec currently offers.
+                rewind_if_empty(&mut self.read_buf);
+                self.read_buf.reserve(self.codec.read_space());
             }
             if self.eof {
                 if self.read_buf.is_empty() {
@@ -132,12 +222,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
                 let cut = io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a frame");
                 return Poll::Ready(Some(Err(cut.into())));
             }
-            rewind_if_empty(&mut self.read_buf);
-            if self.read_buf.len() == self.read_buf.capacity() {
-                // An emptied (or never used) buffer: give the read the space the
-                // codec would have asked for.
-                self.read_buf.reserve(self.codec.read_space());
-            }
             let read = ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut self.io),
                 cx,
@@ -145,24 +229,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
             ))?;
             self.eof = read == 0;
             self.readable = true;
+            if let Some(header) = self.codec.pending_mut() {
+                // Unmasked now, while the bytes the kernel just copied are still
+                // in cache, instead of in one pass over the whole payload at the end.
+                header.unmask_arrived(&mut self.read_buf);
+            }
         }
     }
 
-    /// Writes the write buffer, and the large payload that follows it, to the
+    /// Writes the write buffer, and the uncopied payloads between its bytes, to the
     /// transport (without flushing the transport itself).
     pub(super) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some(payload) = &mut self.unbuffered {
-            let slices = [IoSlice::new(&self.write_buf), IoSlice::new(payload)];
-            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?;
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            let from_buffer = written.min(self.write_buf.len());
-            self.write_buf.advance(from_buffer);
-            payload.advance(written - from_buffer);
-            if payload.is_empty() {
-                self.unbuffered = None;
-            }
+        while !self.payloads.is_empty() {
+            let written = ready!(self.poll_write_vectored(cx))?;
+            self.consume_written(written);
         }
         while !self.write_buf.is_empty() {
             let written = ready!(Pin::new(&mut self.io).poll_write(cx, &self.write_buf))?;
@@ -173,6 +253,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
         }
         rewind_if_empty(&mut self.write_buf);
         Poll::Ready(Ok(()))
+    }
+
+    /// One vectored write of the queued payloads and the write buffer bytes
+    /// around them, as many as fit in [`MAX_SLICES`] slices.
+    fn poll_write_vectored(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut count = 0;
+        let mut buffered = &self.write_buf[..];
+        for next in &self.payloads {
+            let (before, rest) = buffered.split_at(next.after_buffered);
+            if count + 3 > MAX_SLICES {
+                // The rest goes out in the next write; only the bytes before this
+                // payload may go out in this one.
+                buffered = before;
+                break;
+            }
+            if !before.is_empty() {
+                slices[count] = IoSlice::new(before);
+                count += 1;
+            }
+            slices[count] = IoSlice::new(&next.payload);
+            count += 1;
+            buffered = rest;
+        }
+        if !buffered.is_empty() {
+            slices[count] = IoSlice::new(buffered);
+            count += 1;
+        }
+        let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        Poll::Ready(Ok(written))
     }
 
     /// Writes everything buffered and flushes the transport.

@@ -43,7 +43,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.fail(error);
                 continue;
             }
-            match self.frames.poll_frame(cx) {
+            match self.frames.poll_frame(cx, &self.wake_both) {
                 Poll::Ready(Some(Ok(frame))) => {
                     self.frames_received += 1;
                     if frame.opcode().is_data() {
@@ -195,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             && *await_eof
         {
             loop {
-                match self.frames.poll_frame(cx) {
+                match self.frames.poll_frame(cx, &self.wake_both) {
                     Poll::Ready(Some(Ok(_))) => continue,
                     Poll::Ready(None | Some(Err(_))) => break,
                     Poll::Pending if expired => break,

@@ -1,7 +1,8 @@
 //! Heap allocations per message on the server side of a steady-state echo: 16-byte
-//! binary messages, 16 in flight, one loopback connection, driven in-process.
+//! binary messages (or `SIZE` bytes), 16 in flight, one loopback connection, driven
+//! in-process.
 //!
-//! Usage: allocs [NAME ...|all]   (default: fastws; NAME as in srv_NAME)
+//! Usage: [SIZE=BYTES] allocs [NAME ...|all]   (default: fastws; NAME as in srv_NAME)
 //!
 //! The server runs on its own thread with its own single-threaded runtime, and only
 //! that thread's allocations are counted (alloc, alloc_zeroed and realloc), from
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 use fastws_compare::client::{self, Load, Progress};
 use fastws_compare::servers;
 
-const SIZE: usize = 16;
+/// The message size unless `SIZE` says otherwise.
+const DEFAULT_SIZE: usize = 16;
 const IN_FLIGHT: usize = 16;
 const WARMUP: u64 = 20_000;
 const MEASURED: u64 = 500_000;
@@ -148,7 +150,11 @@ fn measure(name: &str) -> Result<Measured, String> {
         let tcp = client::connect(&addr).await.map_err(|e| e.to_string())?;
         let progress = Arc::new(Progress::default());
         let echoed = || progress.echoed.load(Ordering::Relaxed);
-        let load = Load::new(SIZE, IN_FLIGHT, name.starts_with("raw"));
+        let size = std::env::var("SIZE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DEFAULT_SIZE);
+        let load = Load::new(size, IN_FLIGHT, name.starts_with("raw"));
         let driver = tokio::spawn(client::drive(tcp, load, Arc::clone(&progress)));
         let deadline = Instant::now() + TIME_LIMIT;
         let mut snapshots = Vec::new();
