@@ -6,9 +6,17 @@
 //! half has no slot of its own: `start_send` puts the message straight into the
 //! connection's write buffer, so a message accepted by the sink is always written
 //! before a close frame the receiving half queues later.
+//!
+//! Whoever releases the lock records whether the sink would accept a message now;
+//! `poll_ready` reads that record and returns at once when it says yes, taking the
+//! lock only when it has to wait for a write. An echo then takes two locks per
+//! message instead of three (the lock's two atomic operations were 3–4 % of a
+//! server's time in a 16-byte echo).
 
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -23,12 +31,12 @@ use crate::websocket::WebSocket;
 /// The receiving half of a split [`WebSocket`]: a `Stream` of messages. It answers
 /// pings on its own, so a task that only reads keeps the connection healthy.
 pub struct SplitStream<S> {
-    shared: Arc<Mutex<WebSocket<S>>>,
+    shared: Arc<Shared<S>>,
 }
 
 /// The sending half of a split [`WebSocket`]: a `Sink` of messages.
 pub struct SplitSink<S> {
-    shared: Arc<Mutex<WebSocket<S>>>,
+    shared: Arc<Shared<S>>,
 }
 
 /// The halves given to [`SplitStream::reunite`] came from different WebSockets.
@@ -43,9 +51,59 @@ impl<S> fmt::Display for ReuniteError<S> {
 
 impl<S: fmt::Debug> std::error::Error for ReuniteError<S> {}
 
+/// What both halves share: the WebSocket, and whether its sink would accept a
+/// message without waiting, as of the last time the lock was released.
+pub(crate) struct Shared<S> {
+    ws: Mutex<WebSocket<S>>,
+    sink_ready: AtomicBool,
+}
+
+impl<S> Shared<S> {
+    /// Locks the shared WebSocket. A panic in another half's poll leaves the state
+    /// as consistent as after any poll, so a poisoned lock is still used.
+    pub(crate) fn lock(&self) -> Locked<'_, S> {
+        Locked {
+            ws: self.ws.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            sink_ready: &self.sink_ready,
+        }
+    }
+}
+
+/// The locked WebSocket; on release it records whether its sink has room.
+pub(crate) struct Locked<'a, S> {
+    ws: MutexGuard<'a, WebSocket<S>>,
+    sink_ready: &'a AtomicBool,
+}
+
+impl<S> Drop for Locked<'_, S> {
+    fn drop(&mut self) {
+        // A hint, read without the lock: it publishes no data, so Relaxed is
+        // enough. A stale "yes" lets one more message into the write buffer.
+        self.sink_ready
+            .store(self.ws.accepts_without_waiting(), Ordering::Relaxed);
+    }
+}
+
+impl<S> Deref for Locked<'_, S> {
+    type Target = WebSocket<S>;
+
+    fn deref(&self) -> &WebSocket<S> {
+        &self.ws
+    }
+}
+
+impl<S> DerefMut for Locked<'_, S> {
+    fn deref_mut(&mut self) -> &mut WebSocket<S> {
+        &mut self.ws
+    }
+}
+
 /// Splits `ws` into its halves.
 pub(crate) fn split<S>(ws: WebSocket<S>) -> (SplitSink<S>, SplitStream<S>) {
-    let shared = Arc::new(Mutex::new(ws));
+    let shared = Arc::new(Shared {
+        sink_ready: AtomicBool::new(ws.accepts_without_waiting()),
+        ws: Mutex::new(ws),
+    });
     (
         SplitSink {
             shared: Arc::clone(&shared),
@@ -54,15 +112,9 @@ pub(crate) fn split<S>(ws: WebSocket<S>) -> (SplitSink<S>, SplitStream<S>) {
     )
 }
 
-/// Locks the shared WebSocket. A panic in another half's poll leaves the state
-/// as consistent as after any poll, so a poisoned lock is still used.
-fn lock<S>(shared: &Mutex<WebSocket<S>>) -> MutexGuard<'_, WebSocket<S>> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl<S> SplitStream<S> {
-    /// The WebSocket both halves share.
-    pub(crate) fn shared(&self) -> &Mutex<WebSocket<S>> {
+    /// What both halves share.
+    pub(crate) fn shared(&self) -> &Shared<S> {
         &self.shared
     }
 
@@ -76,16 +128,17 @@ impl<S> SplitStream<S> {
             return Err(ReuniteError(self, sink));
         }
         drop(sink);
-        let mutex = Arc::try_unwrap(self.shared).unwrap_or_else(|_| unreachable!("both halves were given"));
-        Ok(mutex
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|_| unreachable!("both halves were given"));
+        Ok(shared
+            .ws
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 }
 
 impl<S> SplitSink<S> {
-    /// The WebSocket both halves share.
-    pub(crate) fn shared(&self) -> &Mutex<WebSocket<S>> {
+    /// What both halves share.
+    pub(crate) fn shared(&self) -> &Shared<S> {
         &self.shared
     }
 }
@@ -94,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for SplitStream<S> {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut *lock(&self.shared)).poll_next(cx)
+        Pin::new(&mut *self.shared.lock()).poll_next(cx)
     }
 }
 
@@ -102,19 +155,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for SplitSink<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Pin::new(&mut *lock(&self.shared)).poll_ready(cx)
+        if self.shared.sink_ready.load(Ordering::Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut *self.shared.lock()).poll_ready(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        Pin::new(&mut *lock(&self.shared)).start_send(message)
+        Pin::new(&mut *self.shared.lock()).start_send(message)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Pin::new(&mut *lock(&self.shared)).poll_flush(cx)
+        Pin::new(&mut *self.shared.lock()).poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        Pin::new(&mut *lock(&self.shared)).poll_close(cx)
+        Pin::new(&mut *self.shared.lock()).poll_close(cx)
+    }
+}
+
+impl<S> fmt::Debug for Shared<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("sink_ready", &self.sink_ready)
+            .finish_non_exhaustive()
     }
 }
 

@@ -12,7 +12,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -20,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::Error;
 use crate::frame::OpCode;
-use crate::split::{SplitSink, SplitStream};
+use crate::split::{Shared, SplitSink, SplitStream};
 use crate::utf8::Utf8Validator;
 use crate::websocket::WebSocket;
 
@@ -51,14 +50,14 @@ impl MessageKind {
 #[derive(Debug)]
 enum Handle<'a, S> {
     Whole(&'a mut WebSocket<S>),
-    Half(&'a Mutex<WebSocket<S>>),
+    Half(&'a Shared<S>),
 }
 
 impl<S> Handle<'_, S> {
     fn with<R>(&mut self, f: impl FnOnce(&mut WebSocket<S>) -> R) -> R {
         match self {
             Handle::Whole(ws) => f(ws),
-            Handle::Half(shared) => f(&mut shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())),
+            Handle::Half(shared) => f(&mut shared.lock()),
         }
     }
 }

@@ -218,3 +218,23 @@ async fn websocket_its_halves_and_its_futures_are_send() {
     assert_send(&sink.send(Message::binary(vec![1u8])));
     assert_send(&stream.next());
 }
+
+#[tokio::test]
+async fn the_sending_half_waits_once_its_write_buffer_is_full() {
+    use futures::FutureExt;
+
+    // 64 bytes of pipe and a peer that never reads: nothing drains the buffer.
+    let (server_io, _peer) = tokio::io::duplex(64);
+    let config = Config::default().write_buffer_size(1024);
+    let ws = WebSocket::from_raw_socket(server_io, Role::Server, config);
+    let (mut sink, _stream) = ws.split();
+    let message = || Message::binary(vec![7u8; 600]);
+    // 0 and then 602 bytes buffered: under the limit, both accepted at once.
+    assert!(sink.feed(message()).now_or_never().is_some());
+    assert!(sink.feed(message()).now_or_never().is_some());
+    // 1,204 bytes: full. poll_ready must try to write and wait, not say ready.
+    assert!(
+        sink.feed(message()).now_or_never().is_none(),
+        "a third message was accepted into a full write buffer"
+    );
+}

@@ -15,6 +15,12 @@ use crate::frame::{CloseCode, Frame, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::message::Message;
 
 impl<S> WebSocket<S> {
+    /// Whether `poll_ready` would return at once: sending is over (`start_send`
+    /// decides what a close-time message gets), or the write buffer has room.
+    pub(crate) fn accepts_without_waiting(&self) -> bool {
+        !self.close.can_send() || self.frames.has_room(self.config.get_write_buffer_size())
+    }
+
     /// A dropped text writer left a message that no valid ending can finish (part
     /// of a cut character already went out): close with 1011 (RFC 6455 §7.4.1).
     pub(crate) fn fail_unfinishable_message(&mut self) {
