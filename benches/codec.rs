@@ -1,5 +1,6 @@
 //! Criterion benches of the frame layer's hot paths: decoding and encoding binary
-//! frames in both directions, and masking against a plain memcpy of the same bytes.
+//! frames in both directions, and masking and UTF-8 validation against a plain
+//! memcpy of the same bytes.
 //!
 //! Run with `cargo bench --bench codec`; add `-- decode/masked` (any id prefix) to
 //! run a subset.
@@ -12,10 +13,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use fastws::mask::{apply_mask, apply_mask_scalar};
-use fastws::{Frame, Role, WsCodec};
+use fastws::{Frame, Role, Utf8Bytes, WsCodec};
 use tokio_util::codec::{Decoder, Encoder};
 
 const FRAME_SIZES: [(usize, &str); 4] = [
@@ -156,5 +157,40 @@ fn mask(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, encode, mask);
+/// Text that is mostly ASCII with two- and three-byte characters mixed in, as
+/// JSON with non-English strings is.
+fn text(size: usize) -> Bytes {
+    let unit = "{\"name\":\"Grüße\",\"city\":\"東京\",\"n\":12345}";
+    let mut text = String::with_capacity(size + unit.len());
+    while text.len() + unit.len() <= size {
+        text.push_str(unit);
+    }
+    while text.len() < size {
+        text.push(' ');
+    }
+    Bytes::from(text)
+}
+
+/// The validation a text message gets (`Utf8Bytes::try_from` runs the same
+/// SIMD validator as the message layer), against copying the same bytes.
+fn utf8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("utf8");
+    for (size, label) in MASK_SIZES.into_iter().skip(1) {
+        let source = text(size);
+        let mut dst = vec![0u8; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(BenchmarkId::new("validate", label), |b| {
+            b.iter(|| Utf8Bytes::try_from(black_box(source.clone())).is_ok());
+        });
+        group.bench_function(BenchmarkId::new("memcpy", label), |b| {
+            b.iter(|| {
+                dst.copy_from_slice(black_box(&source));
+                black_box(&mut dst);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode, encode, mask, utf8);
 criterion_main!(benches);
