@@ -89,7 +89,9 @@ impl Config {
 
     /// How many bytes may wait in the write buffer before sending waits for the
     /// socket (default 128 KiB): the backpressure that keeps a slow peer from
-    /// growing memory without bound. The buffer holds at most this plus one message.
+    /// growing memory without bound. The buffer (payloads of 64 KiB or more count
+    /// though they are not copied into it) holds at most this plus one message and
+    /// the control frames the read path owes.
     pub fn write_buffer_size(mut self, size: usize) -> Config {
         self.write_buffer_size = size;
         self

@@ -2,7 +2,7 @@
 //! binary messages (or `SIZE` bytes), 16 in flight, one loopback connection, driven
 //! in-process.
 //!
-//! Usage: [SIZE=BYTES] allocs [NAME ...|all]   (default: fastws; NAME as in srv_NAME)
+//! Usage: [SIZE=BYTES] [MEASURED=N] allocs [NAME ...|all]   (default: fastws; NAME as in srv_NAME)
 //!
 //! The server runs on its own thread with its own single-threaded runtime, and only
 //! that thread's allocations are counted (alloc, alloc_zeroed and realloc), from
@@ -21,7 +21,8 @@ use fastws_compare::servers;
 const DEFAULT_SIZE: usize = 16;
 const IN_FLIGHT: usize = 16;
 const WARMUP: u64 = 20_000;
-const MEASURED: u64 = 500_000;
+/// Messages counted unless `MEASURED` says otherwise (fewer for large messages).
+const DEFAULT_MEASURED: u64 = 500_000;
 /// A run that has not finished by then has failed.
 const TIME_LIMIT: Duration = Duration::from_secs(60);
 
@@ -158,7 +159,8 @@ fn measure(name: &str) -> Result<Measured, String> {
         let driver = tokio::spawn(client::drive(tcp, load, Arc::clone(&progress)));
         let deadline = Instant::now() + TIME_LIMIT;
         let mut snapshots = Vec::new();
-        for target in [WARMUP, WARMUP + MEASURED] {
+        let measured = std::env::var("MEASURED").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_MEASURED);
+        for target in [WARMUP, WARMUP + measured] {
             while echoed() < target {
                 if driver.is_finished() || Instant::now() > deadline {
                     return Err("the echo stopped or took too long".to_owned());
