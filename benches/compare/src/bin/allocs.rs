@@ -159,7 +159,10 @@ fn measure(name: &str) -> Result<Measured, String> {
         let driver = tokio::spawn(client::drive(tcp, load, Arc::clone(&progress)));
         let deadline = Instant::now() + TIME_LIMIT;
         let mut snapshots = Vec::new();
-        let measured = std::env::var("MEASURED").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_MEASURED);
+        let measured = std::env::var("MEASURED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DEFAULT_MEASURED);
         for target in [WARMUP, WARMUP + measured] {
             while echoed() < target {
                 if driver.is_finished() || Instant::now() > deadline {
