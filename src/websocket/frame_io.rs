@@ -155,7 +155,9 @@ impl<S> FrameIo<S> {
             }
             self.payloads.pop_front();
         }
-        self.bytes_before_last_payload = 0;
+        // Every payload is out: what is left of `written` came from the buffer
+        // after the last one.
+        debug_assert_eq!(self.bytes_before_last_payload, 0);
         self.write_buf.advance(written);
     }
 
@@ -207,12 +209,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 self.readable = false;
-                if !self.eof && !self.payloads.is_empty() {
-                    // Errors and a full socket are for the sending side to meet on
-                    // its own flush; this write only gets ahead of it.
-                    let _ = self.poll_write_out(&mut Context::from_waker(write_waker));
-                }
                 if !self.eof {
+                    if !self.payloads.is_empty() {
+                        // Errors and a full socket are for the sending side to meet
+                        // on its own flush; this write only gets ahead of it.
+                        let _ = self.poll_write_out(&mut Context::from_waker(write_waker));
+                    }
                     rewind_if_empty(&mut self.read_buf);
                     self.codec.reserve_for_read(&mut self.read_buf);
                 }
