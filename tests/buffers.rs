@@ -1,62 +1,31 @@
 //! Buffer sizes seen from the transport: an idle connection holds a small read
 //! buffer, and traffic gets the codec's larger read space.
 
-use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::metered::{IoPeaks, Metered};
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio_util::codec::Framed;
 
 use fastws::{Config, Frame, Message, Role, WebSocket, WsCodec};
 
-/// A transport that records the free space every read was offered.
-struct RecordsReads {
-    inner: DuplexStream,
-    rooms: Arc<Mutex<Vec<usize>>>,
-}
-
-impl AsyncRead for RecordsReads {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.rooms.lock().unwrap().push(buf.remaining());
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for RecordsReads {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 #[tokio::test]
 async fn an_idle_connection_waits_with_a_small_read_buffer_and_traffic_gets_more() {
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
-    let rooms = Arc::new(Mutex::new(Vec::new()));
-    let transport = RecordsReads {
+    let peaks = Arc::new(IoPeaks::default());
+    let transport = Metered {
         inner: server_io,
-        rooms: Arc::clone(&rooms),
+        peaks: Arc::clone(&peaks),
     };
     let mut ws = WebSocket::from_raw_socket(transport, Role::Server, Config::default());
     let mut client = Framed::new(client_io, WsCodec::client());
 
-    // Nothing has arrived: the read that waits was offered little room.
+    // Nothing has arrived: the one read so far, which waits, was offered little room.
     assert!(futures::poll!(ws.next()).is_pending());
-    let idle_room = rooms.lock().unwrap()[0];
+    let idle_room = peaks.read_room.load(Ordering::Relaxed);
     assert!(
         idle_room <= 1024,
         "an idle connection offered {idle_room} bytes to a read"
@@ -71,7 +40,7 @@ async fn an_idle_connection_waits_with_a_small_read_buffer_and_traffic_gets_more
         let message = ws.next().await.unwrap().unwrap();
         assert!(matches!(&message, Message::Binary(payload) if payload.len() == 1024));
     }
-    let largest = rooms.lock().unwrap().iter().copied().max().unwrap();
+    let largest = peaks.read_room.load(Ordering::Relaxed);
     assert!(
         largest >= 4096,
         "reads during a burst were offered at most {largest} bytes"

@@ -229,10 +229,11 @@ async fn the_sending_half_waits_once_its_write_buffer_is_full() {
     let ws = WebSocket::from_raw_socket(server_io, Role::Server, config);
     let (mut sink, _stream) = ws.split();
     let message = || Message::binary(vec![7u8; 600]);
-    // 0 and then 602 bytes buffered: under the limit, both accepted at once.
+    // 0 and then 604 bytes buffered (600 and a 4-byte header): under the limit,
+    // both accepted at once.
     assert!(sink.feed(message()).now_or_never().is_some());
     assert!(sink.feed(message()).now_or_never().is_some());
-    // 1,204 bytes: full. poll_ready must try to write and wait, not say ready.
+    // 1,208 bytes: full. poll_ready must try to write and wait, not say ready.
     assert!(
         sink.feed(message()).now_or_never().is_none(),
         "a third message was accepted into a full write buffer"

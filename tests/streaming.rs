@@ -12,10 +12,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use common::metered::{IoPeaks, Metered};
 use common::*;
 #[cfg(feature = "deflate")]
 use fastws::DeflateConfig;
@@ -1197,52 +1198,6 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// What a transport saw: its largest single read and write show the size of the
-/// buffers above it.
-#[derive(Debug, Default)]
-struct IoPeaks {
-    /// The most room a single read offered (the free space of the read buffer).
-    read_room: AtomicUsize,
-    /// The most bytes a single write was given (the write buffer's contents).
-    write: AtomicUsize,
-    /// All bytes written.
-    written: AtomicUsize,
-}
-
-/// A transport that records [`IoPeaks`].
-struct Metered<S> {
-    inner: S,
-    peaks: Arc<IoPeaks>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        self.peaks.read_room.fetch_max(buf.remaining(), Ordering::Relaxed);
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.peaks.write.fetch_max(buf.len(), Ordering::Relaxed);
-        let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
-        self.peaks.written.fetch_add(n, Ordering::Relaxed);
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 /// The size of the message streamed through the echo.
 const HUGE: u64 = 256 << 20;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod inflate;
+pub mod metered;
 
 use std::future::Future;
 use std::net::SocketAddr;
