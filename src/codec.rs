@@ -317,7 +317,9 @@ impl Decoder for WsCodec {
     type Error = Error;
 
     /// Decodes the next frame; when `src` holds no whole frame, reserves room for
-    /// the next read (see [`WsCodec::reserve_for_read`]).
+    /// the next read: the adaptive read space, or room for the rest of a frame
+    /// that is arriving (never more than the larger of 1 MiB and what has
+    /// already arrived).
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
         let frame = self.decode_frame(src)?;
         if frame.is_none() {

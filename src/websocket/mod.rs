@@ -9,10 +9,9 @@
 //! waker that wakes the reading task and the writing task alike, so after `split()`
 //! neither half can steal the other's wake-up.
 //!
-//! The parts: [`frame_io`] (frames to and from the transport, buffers, system
-//! calls), [`read`] (frames in, control frames, close, teardown), [`write`]
-//! (messages out), [`timers`] (close timeout, keepalive, the waker shared by both
-//! halves).
+//! The parts: `frame_io` (frames to and from the transport, buffers, system
+//! calls), `read` (frames in, control frames, close, teardown), `write` (messages
+//! out), `timers` (close timeout, keepalive, the waker shared by both halves).
 
 mod frame_io;
 mod read;
@@ -41,8 +40,8 @@ use crate::split::{SplitSink, SplitStream};
 
 use timers::{BothHalves, Keepalive};
 
-/// A WebSocket connection: a [`Stream`] of received [`Message`]s and a [`Sink`] of
-/// messages to send.
+/// A WebSocket connection: a [`Stream`](futures_core::Stream) of received
+/// [`Message`]s and a [`Sink`](futures_sink::Sink) of messages to send.
 ///
 /// It reassembles fragments, validates UTF-8, answers pings, runs the close
 /// handshake and enforces the limits of its [`Config`]. Get one from
