@@ -134,6 +134,13 @@ def main(paths):
     )
 
     print("\n### Geometric means over the cells\n")
+    won = sum(1 for ratio in vs_best if ratio >= 1)
+    print(f"fastws at or above the best peer variant in {won} of {len(vs_best)} cells.")
+    for v in fastws_variants:
+        if v != FASTWS and variant_vs_best[v]:
+            won = sum(1 for ratio in variant_vs_best[v] if ratio >= 1)
+            print(f"{v} at or above the best peer variant in {won} of {len(variant_vs_best[v])} cells.")
+    print()
     rows = [
         ["fastws / best peer variant", f"{geomean(vs_best):.2f}", str(len(vs_best))],
         ["fastws / raw TCP", f"{geomean(vs_raw):.2f}", str(len(vs_raw))],

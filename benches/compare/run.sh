@@ -11,8 +11,11 @@
 #
 # Each round starts every server once, each on its own port, pinned to SERVER_CPU;
 # then, cell by cell, runs the load generator (pinned to LOAD_CPU) against each
-# server in turn (A B C D ... for every cell), and stops the servers. Every run is
-# bounded by `timeout`; servers are killed on exit, however the script ends.
+# server in turn, and stops the servers. The order rotates by one server per round
+# (A B C D, then B C D A, ...): the first run after a change of cell inherits the
+# previous cell's aftermath (sockets still closing, memory being freed), and no
+# server should always be the one that pays for it. Every run is bounded by
+# `timeout`; servers are killed on exit, however the script ends.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,7 +25,7 @@ DURATION=${DURATION:-3}
 CONNS=${CONNS:-"1 16 256"}
 SIZES=${SIZES:-"16 1024 65536 1048576"}
 INFLIGHT=${INFLIGHT:-"1 16"}
-SERVERS=${SERVERS:-"fastws fastws_send fastws_batched fastws_forward tungstenite tungstenite_batched tungstenite_forward fastwebsockets tokio_websockets tokio_websockets_batched tokio_websockets_forward raw_tcp"}
+SERVERS=${SERVERS:-"fastws fastws_twin fastws_send fastws_batched fastws_forward tungstenite tungstenite_batched tungstenite_forward fastwebsockets tokio_websockets tokio_websockets_batched tokio_websockets_forward raw_tcp"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-19100}
@@ -62,7 +65,10 @@ limit=$(awk "BEGIN { print $WARMUP + $DURATION + 60 }")
 } >>"$OUT"
 echo "raw results: $OUT   server log: $LOG" >&2
 
+read -r -a all_servers <<<"$SERVERS"
 for round in $(seq "$ROUNDS"); do
+    first=$(((round - 1) % ${#all_servers[@]}))
+    order=("${all_servers[@]:first}" "${all_servers[@]:0:first}")
     declare -A port=()
     i=0
     for server in $SERVERS; do
@@ -75,7 +81,7 @@ for round in $(seq "$ROUNDS"); do
     for c in $CONNS; do
         for s in $SIZES; do
             for k in $INFLIGHT; do
-                for server in $SERVERS; do
+                for server in "${order[@]}"; do
                     echo "round $round/$ROUNDS: $server c=$c s=$s k=$k" >&2
                     timeout "$limit" taskset -c "$LOAD_CPU" "$BIN/loadgen" --server "$server" \
                         --addr "127.0.0.1:${port[$server]}" -c "$c" -s "$s" -k "$k" \
