@@ -6,7 +6,9 @@ Usage: python3 report.py RESULTS.txt [MORE.txt ...]
 Prints, per cell (connections x size x in-flight): the median msgs/s of every server
 over its rounds; each server's ratio to fastws; the best peer variant (any server
 that is neither fastws nor raw TCP); fastws / best peer; fastws / raw TCP; and the
-geometric means of those ratios over the cells where both sides were measured.
+geometric means of those ratios over the cells where both sides were measured; how
+many cells fastws wins; and, when the matrix ran `fastws_twin` (the same server under
+a second name), how far the two copies landed apart: the noise floor of the run.
 """
 
 import math
@@ -15,6 +17,7 @@ import sys
 from collections import defaultdict
 
 FASTWS = "fastws"
+TWIN = "fastws_twin"
 RAW = "raw_tcp"
 
 
@@ -140,6 +143,13 @@ def main(paths):
         if v != FASTWS and variant_vs_best[v]:
             won = sum(1 for ratio in variant_vs_best[v] if ratio >= 1)
             print(f"{v} at or above the best peer variant in {won} of {len(variant_vs_best[v])} cells.")
+    twin = [median[(TWIN, *cell)] / median[(FASTWS, *cell)] for cell in cells
+            if median.get((TWIN, *cell)) and median.get((FASTWS, *cell))]
+    if twin:
+        # The twin is the same binary: how far apart it lands is the noise floor.
+        print(f"{TWIN} / fastws (the same server twice): from {min(twin):.2f} to {max(twin):.2f}; "
+              f"{sum(1 for r in twin if abs(r - 1) > 0.05)} of {len(twin)} cells more than 5 % apart, "
+              f"{sum(1 for r in twin if abs(r - 1) > 0.10)} more than 10 %.")
     print()
     rows = [
         ["fastws / best peer variant", f"{geomean(vs_best):.2f}", str(len(vs_best))],
