@@ -6,7 +6,7 @@
 //! throughput (benches/compare) mixes with the kernel's TCP work.
 //!
 //! Run with `cargo bench --bench echo`. On a machine whose timings wander (this
-//! VM's pinned runs of one binary differ by up to 30%), count instructions instead:
+//! VM's pinned runs of one binary differed by up to 48 %), count instructions instead:
 //! with `ECHO_BURSTS=N` set, the binary skips criterion and echoes exactly N bursts
 //! (of the size `ECHO_SIZE` names, `16B` or `1KiB`; both if unset), so under
 //! `valgrind --tool=cachegrind --cache-sim=no` the difference between two values of

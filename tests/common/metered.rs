@@ -19,6 +19,10 @@ pub struct IoPeaks {
     pub write: AtomicUsize,
     /// All bytes written.
     pub written: AtomicUsize,
+    /// Where in memory the latest read was to land (the read buffer's free space).
+    pub read_at: AtomicUsize,
+    /// Where in memory the latest write came from (the write buffer's contents).
+    pub write_at: AtomicUsize,
 }
 
 /// A transport that records [`IoPeaks`] of the transport `inner`.
@@ -34,6 +38,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         self.peaks.read_room.fetch_max(buf.remaining(), Ordering::Relaxed);
+        let at = buf.filled().as_ptr() as usize + buf.filled().len();
+        self.peaks.read_at.store(at, Ordering::Relaxed);
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -41,6 +47,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.peaks.write.fetch_max(buf.len(), Ordering::Relaxed);
+        self.peaks
+            .write_at
+            .store(buf.as_ptr() as usize, Ordering::Relaxed);
         let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
         self.peaks.written.fetch_add(n, Ordering::Relaxed);
         Poll::Ready(Ok(n))
