@@ -5,14 +5,15 @@
 //! layer can reach the codec and both buffers at once, write large payloads between
 //! the buffered bytes without copying them, and keep the number of system calls
 //! down: the write buffer goes out with one plain `write` (vectored only when large
-//! payloads are queued), a read never gets less free space than the codec asks
-//! for, and queued payloads go out before a read, so that an echo's payloads stop
-//! sharing the read buffer and the next read reuses it.
+//! payloads are queued), a read between frames never gets less free space than
+//! the codec asks for, and queued payloads go out before a read, so that an echo's
+//! payloads stop sharing the read buffer and the next read reuses it.
 //!
 //! Buffers that are empty go back to the thread: a connection whose read has to
 //! wait, or whose writes are all out, lends its empty buffer to the next connection
-//! the thread serves. A waiting connection then holds no buffer at all, and many
-//! busy connections on one thread share a few buffers that stay in cache.
+//! the thread serves (if the thread's slot is free). A waiting connection then
+//! usually holds no buffer at all, and the first read after a wait gets the room
+//! of the buffer it borrows (at least [`FIRST_READ`] bytes).
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -58,9 +59,8 @@ thread_local! {
     /// connection on the thread needs one and has none, and given back when it is
     /// empty again (the read buffer when a read has to wait, the write buffer when
     /// everything is written). Connections that a thread serves one after another
-    /// then read into and write from the same memory, still in cache, instead of
-    /// each keeping buffers of its own that a few hundred busy connections spread
-    /// over more memory than the cache holds.
+    /// then read into and write from the same memory instead of each keeping
+    /// buffers of its own between bursts.
     static SPARE_READ_BUF: Cell<BytesMut> = Cell::new(BytesMut::new());
     static SPARE_WRITE_BUF: Cell<BytesMut> = Cell::new(BytesMut::new());
 }
