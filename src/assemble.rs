@@ -12,6 +12,9 @@ use crate::utf8::Utf8Validator;
 #[derive(Debug)]
 pub(crate) struct MessageAssembler {
     max_message_size: usize,
+    max_fragments: usize,
+    /// The frames of the message in progress so far.
+    fragments: usize,
     /// The opcode of the fragmented message in progress, if any.
     in_progress: Option<OpCode>,
     buffer: BytesMut,
@@ -42,9 +45,11 @@ pub(crate) struct Chunk {
 }
 
 impl MessageAssembler {
-    pub(crate) fn new(max_message_size: usize) -> MessageAssembler {
+    pub(crate) fn new(max_message_size: usize, max_fragments: usize) -> MessageAssembler {
         MessageAssembler {
             max_message_size,
+            max_fragments,
+            fragments: 0,
             in_progress: None,
             buffer: BytesMut::new(),
             utf8: Utf8Validator::default(),
@@ -71,7 +76,8 @@ impl MessageAssembler {
     ///
     /// A continuation without a message in progress, or a new message before the
     /// previous one ended, is a protocol error (1002); a message over the size limit
-    /// is [`Error::MessageTooLarge`] (1009), reported at the fragment that crosses it;
+    /// is [`Error::MessageTooLarge`] (1009), reported at the fragment that crosses it,
+    /// and one in more frames than allowed is [`Error::TooManyFragments`] (1009);
     /// invalid UTF-8 in a text message is [`Error::InvalidUtf8`] (1007), reported at
     /// the fragment where it appears.
     pub(crate) fn push(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
@@ -146,17 +152,29 @@ impl MessageAssembler {
     }
 
     /// The opcode of the message `frame` belongs to, checking the continuation
-    /// rules (RFC 6455 §5.4) and noting a new message's compression and kind.
+    /// rules (RFC 6455 §5.4) and the fragment limit, and noting a new message's
+    /// compression and kind.
     fn message_opcode(&mut self, frame: &Frame) -> Result<OpCode, Error> {
         debug_assert!(frame.opcode().is_data());
         match (frame.opcode(), self.in_progress) {
             (OpCode::Continuation, None) => Err(ProtocolError::UnexpectedContinuation.into()),
             (OpCode::Text | OpCode::Binary, Some(_)) => Err(ProtocolError::ExpectedContinuation.into()),
-            (OpCode::Continuation, Some(opcode)) => Ok(opcode),
+            (OpCode::Continuation, Some(opcode)) => {
+                // Empty fragments never reach the size limit: without this a
+                // message could stay open forever.
+                self.fragments += 1;
+                if self.fragments > self.max_fragments {
+                    return Err(Error::TooManyFragments {
+                        max: self.max_fragments,
+                    });
+                }
+                Ok(opcode)
+            }
             (opcode, None) => {
                 // RFC 7692 §6.1: RSV1 on the first frame marks the whole message.
                 self.compressed = frame.rsv1();
                 self.in_progress = Some(opcode);
+                self.fragments = 1;
                 Ok(opcode)
             }
             (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => {
@@ -280,7 +298,7 @@ mod tests {
     use super::*;
 
     fn assemble(frames: Vec<Frame>) -> Result<Vec<Message>, Error> {
-        let mut assembler = MessageAssembler::new(16);
+        let mut assembler = MessageAssembler::new(16, usize::MAX);
         let mut messages = Vec::new();
         for frame in frames {
             messages.extend(assembler.push(frame)?);
@@ -317,7 +335,7 @@ mod tests {
 
     #[test]
     fn size_limit_applies_to_the_fragment_that_crosses_it() {
-        let mut assembler = MessageAssembler::new(16);
+        let mut assembler = MessageAssembler::new(16, usize::MAX);
         assert!(
             assembler
                 .push(Frame::binary(vec![0; 10]).with_fin(false))
@@ -329,14 +347,76 @@ mod tests {
             Err(Error::MessageTooLarge { len: 17, max: 16 })
         ));
         assert!(matches!(
-            MessageAssembler::new(16).push(Frame::binary(vec![0; 17])),
+            MessageAssembler::new(16, usize::MAX).push(Frame::binary(vec![0; 17])),
             Err(Error::MessageTooLarge { .. })
         ));
     }
 
     #[test]
+    fn fragment_limit_counts_every_frame_of_a_message() {
+        let mut assembler = MessageAssembler::new(1024, 3);
+        assert!(
+            assembler
+                .push(Frame::binary("a").with_fin(false))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            assembler
+                .push(Frame::continuation("").with_fin(false))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            assembler.push(Frame::continuation("b")).unwrap(),
+            Some(Message::binary("ab"))
+        );
+        // The count starts again with each message; empty fragments count too.
+        assert!(
+            assembler
+                .push(Frame::text("x").with_fin(false))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            assembler
+                .push(Frame::continuation("").with_fin(false))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            assembler
+                .push(Frame::continuation("").with_fin(false))
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            assembler.push(Frame::continuation("").with_fin(false)),
+            Err(Error::TooManyFragments { max: 3 })
+        ));
+        // A streamed message counts the same way.
+        let mut assembler = MessageAssembler::new(1024, 2);
+        assert!(
+            !assembler
+                .push_chunk(Frame::binary("a").with_fin(false))
+                .unwrap()
+                .fin
+        );
+        assert!(
+            !assembler
+                .push_chunk(Frame::continuation("b").with_fin(false))
+                .unwrap()
+                .fin
+        );
+        assert!(matches!(
+            assembler.push_chunk(Frame::continuation("c")),
+            Err(Error::TooManyFragments { max: 2 })
+        ));
+    }
+
+    #[test]
     fn invalid_text_fails_before_its_frame_completes() {
-        let mut assembler = MessageAssembler::new(1024);
+        let mut assembler = MessageAssembler::new(1024, usize::MAX);
         assert!(assembler.check_partial(OpCode::Text, false, b"valid").is_ok());
         assert!(matches!(
             assembler.check_partial(OpCode::Text, false, b"valid\xed\xa0\x80"),
@@ -344,7 +424,7 @@ mod tests {
         ));
         // Binary frames are not validated.
         assert!(
-            MessageAssembler::new(1024)
+            MessageAssembler::new(1024, usize::MAX)
                 .check_partial(OpCode::Binary, false, b"\xff")
                 .is_ok()
         );
@@ -352,7 +432,7 @@ mod tests {
 
     #[test]
     fn partially_validated_frame_completes_without_validating_twice() {
-        let mut assembler = MessageAssembler::new(1024);
+        let mut assembler = MessageAssembler::new(1024, usize::MAX);
         let text = "κόσμε".as_bytes();
         assembler.check_partial(OpCode::Text, false, &text[..3]).unwrap();
         let message = assembler.push(Frame::text(text)).unwrap();
@@ -366,7 +446,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_fails_at_its_fragment() {
-        let mut assembler = MessageAssembler::new(1024);
+        let mut assembler = MessageAssembler::new(1024, usize::MAX);
         assert!(
             assembler
                 .push(Frame::text("ok").with_fin(false))
@@ -378,7 +458,7 @@ mod tests {
             Err(Error::InvalidUtf8)
         ));
         assert!(matches!(
-            MessageAssembler::new(1024).push(Frame::text(&b"\xe2\x82"[..])),
+            MessageAssembler::new(1024, usize::MAX).push(Frame::text(&b"\xe2\x82"[..])),
             Err(Error::InvalidUtf8)
         ));
     }

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::codec::DEFAULT_MAX_FRAME_SIZE;
 
+/// The default of [`Config::max_fragments`].
+pub const DEFAULT_MAX_FRAGMENTS: usize = 1 << 17;
+
 /// Limits and switches of a [`WebSocket`](crate::WebSocket), set with chained calls.
 ///
 /// ```
@@ -18,6 +21,7 @@ use crate::codec::DEFAULT_MAX_FRAME_SIZE;
 pub struct Config {
     max_frame_size: usize,
     max_message_size: usize,
+    max_fragments: usize,
     auto_pong: bool,
     control_messages: bool,
     fragment_size: Option<usize>,
@@ -35,6 +39,7 @@ impl Default for Config {
         Config {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_message_size: 64 << 20,
+            max_fragments: DEFAULT_MAX_FRAGMENTS,
             auto_pong: true,
             control_messages: false,
             fragment_size: None,
@@ -61,6 +66,17 @@ impl Config {
     /// checked as each fragment arrives, failing with close 1009.
     pub fn max_message_size(mut self, max: usize) -> Config {
         self.max_message_size = max;
+        self
+    }
+
+    /// The most frames one incoming message may arrive in (default 131,072);
+    /// the frame that passes it fails the connection with close 1009
+    /// ([`Error::TooManyFragments`](crate::Error::TooManyFragments)). Empty
+    /// fragments never reach the size limit, so without this a message could stay
+    /// open forever. The default leaves room for a 4 MiB message in 32-byte
+    /// fragments; browsers never fragment what they send.
+    pub fn max_fragments(mut self, max: usize) -> Config {
+        self.max_fragments = max.max(1);
         self
     }
 
@@ -91,7 +107,15 @@ impl Config {
     /// socket (default 128 KiB): the backpressure that keeps a slow peer from
     /// growing memory without bound. The buffer (payloads of 64 KiB or more count
     /// though they are not copied into it) holds at most this plus one message and
-    /// the control frames the read path owes.
+    /// one frame of each control kind (ping, pong, close).
+    ///
+    /// The limit holds against a peer that pings and never reads too: while the
+    /// buffer is full, the pong owed for a ping waits, and a later ping replaces it
+    /// (RFC 6455 §5.5.3 lets only the latest ping be answered). Reading goes on
+    /// meanwhile (a read path that waited on its writes could deadlock two peers
+    /// that both write faster than the other reads), until 1,000 pings have been
+    /// replaced that way: then the connection fails with
+    /// [`Error::PingFlood`](crate::Error::PingFlood) and close 1008.
     pub fn write_buffer_size(mut self, size: usize) -> Config {
         self.write_buffer_size = size;
         self
@@ -173,6 +197,11 @@ impl Config {
     /// See [`Config::max_message_size`].
     pub fn get_max_message_size(&self) -> usize {
         self.max_message_size
+    }
+
+    /// See [`Config::max_fragments`].
+    pub fn get_max_fragments(&self) -> usize {
+        self.max_fragments
     }
 
     /// See [`Config::auto_pong`].

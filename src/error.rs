@@ -3,13 +3,15 @@
 use std::fmt;
 use std::io;
 
-use crate::frame::CloseCode;
+use crate::frame::{CloseCode, MAX_CONTROL_PAYLOAD};
+use crate::message::CloseFrame;
 
 /// Everything that can go wrong in fastws.
 ///
-/// Errors caused by the peer map to the close code RFC 6455 prescribes
-/// ([`Error::close_code`]); the message layer sends that close frame before it
-/// returns the error. Prefer the predicates over matching on variants.
+/// An error that ends a connection maps to the close frame the peer is sent
+/// ([`Error::close_frame`]): the code RFC 6455 prescribes and a short reason. The
+/// message layer queues that close frame before it returns the error. Prefer the
+/// predicates over matching on variants.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -33,6 +35,18 @@ pub enum Error {
         /// The configured maximum.
         max: usize,
     },
+    /// A message arrived in more fragments than the configured maximum
+    /// ([`Config::max_fragments`](crate::Config::max_fragments); close 1009).
+    TooManyFragments {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The peer kept sending pings while it read none of the pongs owed to it
+    /// (close 1008): see [`Config::write_buffer_size`](crate::Config::write_buffer_size).
+    PingFlood {
+        /// The pings that arrived while no pong could be queued.
+        unanswered: usize,
+    },
     /// The opening handshake failed.
     Handshake(HandshakeError),
     /// The URL given to [`connect`](crate::connect) is invalid or its scheme is not
@@ -50,28 +64,69 @@ pub enum Error {
     ConnectionClosed,
     /// The peer did not complete the close handshake within the configured timeout.
     CloseTimeout,
-    /// The peer did not answer a keepalive ping in time ([`Config::ping_interval`](crate::Config::ping_interval)).
+    /// The peer did not answer a keepalive ping in time
+    /// ([`Config::ping_interval`](crate::Config::ping_interval); close 1001, sent
+    /// without waiting for an answer).
     KeepaliveTimeout,
-    /// No frame arrived for the configured idle timeout ([`Config::idle_timeout`](crate::Config::idle_timeout)).
+    /// No frame arrived for the configured idle timeout
+    /// ([`Config::idle_timeout`](crate::Config::idle_timeout); close 1001, sent
+    /// without waiting for an answer).
     IdleTimeout,
 }
 
 impl Error {
-    /// The close code the peer should receive for this error, if it is the peer's
-    /// fault.
+    /// The close code fastws sends the peer when this error ends the connection:
+    /// the code of [`Error::close_frame`].
     ///
     /// ```
     /// use fastws::{CloseCode, Error};
     /// assert_eq!(Error::InvalidUtf8.close_code(), Some(CloseCode::Invalid));
+    /// assert_eq!(Error::IdleTimeout.close_code(), Some(CloseCode::Away));
     /// assert_eq!(Error::ConnectionClosed.close_code(), None);
     /// ```
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Error::Protocol(_) => Some(CloseCode::Protocol),
             Error::InvalidUtf8 => Some(CloseCode::Invalid),
-            Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } => Some(CloseCode::Size),
+            Error::FrameTooLarge { .. } | Error::MessageTooLarge { .. } | Error::TooManyFragments { .. } => {
+                Some(CloseCode::Size)
+            }
+            Error::PingFlood { .. } => Some(CloseCode::Policy),
+            Error::IdleTimeout | Error::KeepaliveTimeout => Some(CloseCode::Away),
             _ => None,
         }
+    }
+
+    /// The close frame fastws sends the peer when this error ends the connection:
+    /// the code RFC 6455 prescribes (§7.4.1) and a short reason (valid UTF-8, at most
+    /// 123 bytes). `None` for errors after which no close frame is sent (I/O
+    /// errors, a close handshake already under way, errors of our own).
+    ///
+    /// ```
+    /// use fastws::{CloseCode, Error};
+    /// let close = Error::InvalidUtf8.close_frame().unwrap();
+    /// assert_eq!(close.code, CloseCode::Invalid);
+    /// assert_eq!(close.reason, "invalid UTF-8");
+    /// ```
+    pub fn close_frame(&self) -> Option<CloseFrame> {
+        let code = self.close_code()?;
+        let reason = match self {
+            Error::Protocol(err) => {
+                return Some(CloseFrame::new(
+                    code,
+                    short_reason(format!("protocol error: {err}")),
+                ));
+            }
+            Error::InvalidUtf8 => "invalid UTF-8",
+            Error::FrameTooLarge { .. } => "frame too large",
+            Error::MessageTooLarge { .. } => "message too big",
+            Error::TooManyFragments { .. } => "message too big: too many fragments",
+            Error::PingFlood { .. } => "ping flood: pongs are not being read",
+            Error::IdleTimeout => "idle timeout",
+            Error::KeepaliveTimeout => "keepalive timeout: no answer to ping",
+            _ => "",
+        };
+        Some(CloseFrame::new(code, reason))
     }
 
     /// Whether the connection is closed (sending after close, or reading after the
@@ -85,9 +140,18 @@ impl Error {
         matches!(self, Error::Io(_))
     }
 
-    /// Whether the peer broke the protocol (any error with a close code).
+    /// Whether the peer broke the protocol or one of the configured limits (the
+    /// errors answered with close 1002, 1007, 1008 or 1009).
     pub fn is_protocol(&self) -> bool {
-        self.close_code().is_some()
+        matches!(
+            self,
+            Error::Protocol(_)
+                | Error::InvalidUtf8
+                | Error::FrameTooLarge { .. }
+                | Error::MessageTooLarge { .. }
+                | Error::TooManyFragments { .. }
+                | Error::PingFlood { .. }
+        )
     }
 
     /// Whether the opening handshake failed.
@@ -116,6 +180,15 @@ impl fmt::Display for Error {
             Error::MessageTooLarge { len, max } => {
                 write!(f, "message of {len} bytes exceeds the limit of {max}")
             }
+            Error::TooManyFragments { max } => {
+                write!(f, "message arrived in more than {max} fragments")
+            }
+            Error::PingFlood { unanswered } => {
+                write!(
+                    f,
+                    "{unanswered} pings arrived while the peer read none of their pongs"
+                )
+            }
             Error::Handshake(err) => write!(f, "handshake failed: {err}"),
             Error::InvalidUrl(reason) => write!(f, "invalid websocket url: {reason}"),
             Error::Dns(err) => write!(f, "host name resolution failed: {err}"),
@@ -138,6 +211,20 @@ impl std::error::Error for Error {
             _ => None,
         }
     }
+}
+
+/// Cuts `reason` to what fits in a close frame (RFC 6455 §5.5: 125 bytes of
+/// payload, 2 of them the code), at a character boundary.
+fn short_reason(mut reason: String) -> String {
+    let max = MAX_CONTROL_PAYLOAD - 2;
+    if reason.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|&at| reason.is_char_boundary(at))
+            .unwrap_or(0);
+        reason.truncate(cut);
+    }
+    reason
 }
 
 impl From<io::Error> for Error {
@@ -288,3 +375,39 @@ impl fmt::Display for HandshakeError {
 }
 
 impl std::error::Error for HandshakeError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame_and_stay_utf8() {
+        assert_eq!(short_reason("short".to_owned()), "short");
+        // 62 two-byte characters are 124 bytes: the cut falls inside the last one.
+        let cut = short_reason("é".repeat(62));
+        assert_eq!(cut, "é".repeat(61));
+        assert_eq!(short_reason("a".repeat(200)).len(), 123);
+    }
+
+    #[test]
+    fn every_error_with_a_close_code_has_a_reason() {
+        let errors = [
+            Error::Protocol(ProtocolError::InvalidLength),
+            Error::InvalidUtf8,
+            Error::FrameTooLarge { len: 2, max: 1 },
+            Error::MessageTooLarge { len: 2, max: 1 },
+            Error::TooManyFragments { max: 1 },
+            Error::PingFlood { unanswered: 1001 },
+            Error::IdleTimeout,
+            Error::KeepaliveTimeout,
+        ];
+        for error in errors {
+            let close = error.close_frame().expect("a close frame");
+            assert_eq!(Some(close.code), error.close_code());
+            assert!(close.code.is_allowed_on_wire(), "{error}");
+            assert!(!close.reason.is_empty() && close.reason.len() <= 123, "{error}");
+        }
+        assert!(Error::ConnectionClosed.close_frame().is_none());
+        assert!(Error::CloseTimeout.close_frame().is_none());
+    }
+}

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use common::*;
 use fastws::{CloseCode, CloseFrame, Config, Error, Frame, Message, OpCode, ProtocolError};
 use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn received_close_is_echoed_with_its_code_then_the_server_closes_tcp() {
@@ -429,4 +430,51 @@ async fn sink_close_to_a_peer_that_stopped_reading_returns_after_the_close_timeo
     assert!(matches!(result, Ok(()) | Err(Error::CloseTimeout)), "{result:?}");
     assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
     drop(client);
+}
+
+#[tokio::test]
+async fn every_failure_close_says_why_in_its_reason() {
+    let key = [9, 8, 7, 6];
+    let cases: [(Vec<u8>, u16, &str); 5] = [
+        (
+            masked_frame(0x83, b"", key),
+            1002,
+            "protocol error: reserved opcode 0x3",
+        ),
+        (
+            vec![0x81, 0x00],
+            1002,
+            "protocol error: client frame is not masked",
+        ),
+        (
+            masked_frame(0x09, b"", key),
+            1002,
+            "protocol error: control frame is fragmented",
+        ),
+        (masked_frame(0x81, b"ok\xff", key), 1007, "invalid UTF-8"),
+        (
+            masked_frame(0x80, b"", key),
+            1002,
+            "protocol error: continuation frame without a message in progress",
+        ),
+    ];
+    for (wire, code, reason) in cases {
+        let (addr, server) = start(Config::default(), echo).await;
+        let mut client = connect(addr).await;
+        client.get_mut().write_all(&wire).await.expect("write");
+        let close = recv(&mut client).await;
+        assert_eq!(close_code(&close), Some(code), "{reason}");
+        assert_eq!(close_reason(&close), reason);
+        assert!(close.payload().len() <= 125);
+        expect_eof(&mut client).await;
+        let result = finish(server).await;
+        let error = result.expect_err(reason);
+        assert_eq!(
+            error
+                .close_frame()
+                .map(|close| close.reason.to_string())
+                .as_deref(),
+            Some(reason)
+        );
+    }
 }

@@ -69,14 +69,12 @@ async fn silent_peer_gets_a_ping_then_the_keepalive_timeout_closes_the_connectio
     let ping = recv(&mut client).await;
     let ping_at = Instant::now();
     assert_eq!(ping.opcode(), OpCode::Ping, "{ping:?}");
-    // Answer nothing; the server gives up and closes TCP.
-    loop {
-        match within("the server to close the connection", client.next()).await {
-            None => break,
-            Some(Ok(frame)) if frame.opcode() == OpCode::Close => continue,
-            other => panic!("expected EOF (after at most a close frame), got {other:?}"),
-        }
-    }
+    // Answer nothing; the server gives up, says why, and closes TCP without
+    // waiting for an answer.
+    let close = recv(&mut client).await;
+    assert_eq!(close_code(&close), Some(1001));
+    assert_eq!(close_reason(&close), "keepalive timeout: no answer to ping");
+    expect_eof(&mut client).await;
 
     let (started, first, failed_at, ended) = finish(server).await.expect("server result");
     assert!(
@@ -209,7 +207,11 @@ async fn silent_peer_gets_an_idle_timeout_between_one_and_two_timeouts() {
     let (addr, server) = start(Config::default().idle_timeout(Some(IDLE)), record).await;
     let mut client = connect(addr).await;
 
-    // No ping, no close frame: the connection just ends.
+    // No ping; a close frame that says why, then the end, without waiting for an
+    // answer.
+    let close = recv(&mut client).await;
+    assert_eq!(close_code(&close), Some(1001));
+    assert_eq!(close_reason(&close), "idle timeout");
     expect_eof(&mut client).await;
     let (started, seen) = finish(server).await.expect("server result");
     let [(failed_at, item)] = &seen[..] else {
@@ -235,6 +237,7 @@ async fn idle_timeout_counts_from_the_last_frame() {
     tokio::time::sleep(IDLE / 2).await;
     let sent_at = Instant::now();
     send(&mut client, Frame::text("still here")).await;
+    assert_eq!(expect_close(&mut client).await, Some(1001));
     expect_eof(&mut client).await;
 
     let (_, seen) = finish(server).await.expect("server result");

@@ -25,7 +25,9 @@ async fn frame_over_max_frame_size_is_closed_with_1009_from_its_header_alone() {
     tcp.write_all(&header).await.expect("write header");
     tcp.flush().await.expect("flush");
 
-    assert_eq!(expect_close(&mut client).await, Some(1009));
+    let close = recv(&mut client).await;
+    assert_eq!(close_code(&close), Some(1009));
+    assert_eq!(close_reason(&close), "frame too large");
     expect_eof(&mut client).await;
     let result = finish(server).await;
     assert!(
@@ -82,7 +84,9 @@ async fn message_over_max_message_size_is_closed_with_1009_at_the_fragment_that_
     // 600 + 600 > 1000: this fragment crosses the limit; no final fragment follows.
     send(&mut client, Frame::continuation(vec![2u8; 600]).with_fin(false)).await;
 
-    assert_eq!(expect_close(&mut client).await, Some(1009));
+    let close = recv(&mut client).await;
+    assert_eq!(close_code(&close), Some(1009));
+    assert_eq!(close_reason(&close), "message too big");
     expect_eof(&mut client).await;
     let result = finish(server).await;
     assert!(
@@ -104,6 +108,67 @@ async fn unfragmented_message_over_max_message_size_is_closed_with_1009() {
     assert_eq!(expect_close(&mut client).await, Some(1009));
     let result = finish(server).await;
     assert!(matches!(result, Err(Error::MessageTooLarge { .. })), "{result:?}");
+}
+
+#[tokio::test]
+async fn message_in_more_fragments_than_max_fragments_is_closed_with_1009() {
+    let config = Config::default().max_fragments(100);
+    let (addr, server) = start(config, echo).await;
+    let mut client = connect(addr).await;
+
+    // 100 frames are allowed, empty ones included.
+    send(&mut client, Frame::binary("a").with_fin(false)).await;
+    for _ in 1..100 {
+        send(&mut client, Frame::continuation("").with_fin(false)).await;
+    }
+    send(&mut client, Frame::ping("still open?")).await;
+    assert_eq!(recv(&mut client).await, Frame::pong("still open?"));
+    send(&mut client, Frame::continuation("").with_fin(false)).await;
+
+    let close = recv(&mut client).await;
+    assert_eq!(close_code(&close), Some(1009));
+    assert_eq!(close_reason(&close), "message too big: too many fragments");
+    expect_eof(&mut client).await;
+    let result = finish(server).await;
+    assert!(
+        matches!(result, Err(Error::TooManyFragments { max: 100 })),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn message_of_a_million_one_byte_fragments_is_refused_by_default() {
+    let (addr, server) = start(Config::default(), echo).await;
+    let mut client = connect(addr).await;
+
+    // Fragments in batches, until the server answers with its close frame: the
+    // default limit must stop the message long before a million fragments.
+    let mut batch = Vec::new();
+    for _ in 0..10_000 {
+        batch.extend_from_slice(&masked_frame(0x00, b"x", [1, 2, 3, 4]));
+    }
+    send(&mut client, Frame::binary("x").with_fin(false)).await;
+    let mut sent = 1;
+    let tcp = client.get_mut();
+    while sent < 1_000_000 {
+        if tcp.write_all(&batch).await.is_err() {
+            break;
+        }
+        sent += 10_000;
+        // The server stops reading once it has failed; the socket then fills.
+        let mut probe = [0u8; 1];
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1), tcp.peek(&mut probe)).await {
+            break;
+        }
+    }
+    assert!(sent < 1_000_000, "a million fragments were taken");
+    let close = recv(&mut client).await;
+    assert_eq!(close_code(&close), Some(1009));
+    let result = finish(server).await;
+    assert!(
+        matches!(result, Err(Error::TooManyFragments { max }) if max == fastws::config::DEFAULT_MAX_FRAGMENTS),
+        "{result:?}"
+    );
 }
 
 #[tokio::test]

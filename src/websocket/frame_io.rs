@@ -169,6 +169,11 @@ impl<S> FrameIo<S> {
         self.payloads.len() < MAX_QUEUED_PAYLOADS && self.write_buf.len() + self.payload_bytes < limit
     }
 
+    /// Whether nothing waits to be written.
+    pub(super) fn is_empty(&self) -> bool {
+        self.write_buf.is_empty() && self.payloads.is_empty()
+    }
+
     /// The bytes of the frame being received, so far (the idle and keepalive timers
     /// count them as life).
     pub(super) fn read_buffered(&self) -> usize {

@@ -9,6 +9,16 @@
 //! waker that wakes the reading task and the writing task alike, so after `split()`
 //! neither half can steal the other's wake-up.
 //!
+//! # What a peer that does not read can make us hold
+//!
+//! The read path never waits for its writes (two peers that both write faster than
+//! the other reads would deadlock), so what it owes is bounded instead: one pong,
+//! one keepalive ping, one close. A pong goes into the write buffer only while the
+//! buffer is under [`Config::write_buffer_size`]; otherwise it waits, and the next
+//! ping replaces it (RFC 6455 §5.5.3). A peer that goes on pinging while it reads
+//! nothing fails the connection with [`Error::PingFlood`] (close 1008) once
+//! [`MAX_SUPERSEDED_PINGS`] pongs were dropped that way.
+//!
 //! The parts: `frame_io` (frames to and from the transport, buffers, system
 //! calls), `read` (frames in, control frames, close, teardown), `write` (messages
 //! out), `timers` (close timeout, keepalive, the waker shared by both halves).
@@ -89,8 +99,10 @@ pub struct WebSocket<S> {
     reading: ReadState,
     assembler: MessageAssembler,
     /// The payload of the latest unanswered ping (RFC 6455 §5.5.3 allows answering
-    /// only the most recent one).
+    /// only the most recent one); it waits here while the write buffer is full.
     owed_pong: Option<Bytes>,
+    /// Pings whose pong was dropped for a later one since a pong was last queued.
+    superseded_pings: usize,
     /// A close frame owed to the peer (an echo, or the code of a failure).
     owed_close: Option<Frame>,
     /// The read path queued frames whose flush has not completed yet.
@@ -125,6 +137,12 @@ pub(crate) struct Negotiated {
 /// Empty buffers larger than this are freed when the connection goes idle.
 const SHRINK_ABOVE: usize = 64 * 1024;
 
+/// How many pings may arrive, each replacing the pong owed for the one before
+/// while the write buffer is full, before the peer counts as flooding us with pings
+/// it never reads the answers to ([`Error::PingFlood`]). A keepalive pinging every
+/// second would need a write stalled for over a quarter of an hour to get there.
+pub const MAX_SUPERSEDED_PINGS: usize = 1000;
+
 /// Where the read side is.
 #[derive(Debug)]
 enum ReadState {
@@ -133,6 +151,9 @@ enum ReadState {
     /// close, RFC 6455 §7.1.1), shutting the transport down; then yielding `last`.
     TearingDown {
         await_eof: bool,
+        /// Flush and shut down only as far as goes without waiting: the connection
+        /// ended on a timeout, the peer is silent or gone.
+        best_effort: bool,
         last: Option<Result<Message, Error>>,
     },
     Done,
@@ -189,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> WebSocket<S> {
         parts.codec = parts.codec.max_frame_size(config.get_max_frame_size());
         #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
-        let mut assembler = MessageAssembler::new(config.get_max_message_size());
+        let mut assembler = MessageAssembler::new(config.get_max_message_size(), config.get_max_fragments());
         #[cfg(feature = "deflate")]
         let deflater = negotiated.deflate.map(|params| {
             // RFC 7692 §6: RSV1 marks a compressed message.
@@ -211,6 +232,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close: CloseState::Open,
             reading: ReadState::Reading,
             owed_pong: None,
+            superseded_pings: 0,
             owed_close: None,
             discarding: false,
             frames_received: 0,

@@ -4,11 +4,11 @@
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{ReadState, SHRINK_ABOVE, Side, WebSocket};
+use super::{MAX_SUPERSEDED_PINGS, ReadState, SHRINK_ABOVE, Side, WebSocket};
 use crate::assemble::Chunk;
 use crate::close::{CloseAction, CloseState, parse_close_payload};
 use crate::codec::Role;
@@ -123,7 +123,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         match frame.opcode() {
             OpCode::Ping => {
                 if self.config.get_auto_pong() && self.close.can_send() {
-                    self.owed_pong = Some(frame.payload().clone());
+                    self.owe_pong(frame.payload().clone())?;
                 }
                 Ok(self
                     .config
@@ -152,6 +152,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// Owes the peer a pong for a ping with `payload`. A pong still owed for an
+    /// earlier ping is dropped (RFC 6455 §5.5.3): it was not queued, so the write
+    /// buffer was full.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PingFlood`] once more than [`MAX_SUPERSEDED_PINGS`] pongs were
+    /// dropped without one being queued.
+    fn owe_pong(&mut self, payload: Bytes) -> Result<(), Error> {
+        if self.owed_pong.replace(payload).is_some() {
+            self.superseded_pings += 1;
+            if self.superseded_pings > MAX_SUPERSEDED_PINGS {
+                return Err(Error::PingFlood {
+                    unanswered: self.superseded_pings,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Validates the part of a text frame that has arrived so far, so invalid UTF-8
     /// fails the connection without waiting for the rest of the frame.
     pub(super) fn check_partial_frame(&mut self) -> Result<(), Error> {
@@ -166,18 +186,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Fails the connection (RFC 6455 §7.1.7): owes the close code the error
     /// implies, then tears down and yields the error.
+    ///
+    /// The close frame says why ([`Error::close_frame`]). After a timeout it is
+    /// sent on a best-effort basis: written if the transport takes it at once, the
+    /// connection closed either way.
     pub(super) fn fail(&mut self, error: Error) {
-        let frame = error.close_code().map(|code| Frame::close(code, ""));
+        let frame = error
+            .close_frame()
+            .map(|close| Frame::close(close.code, &close.reason));
         if let CloseAction::Send(frame) = self.close.on_failure(frame) {
             self.owed_close = Some(frame);
         }
-        self.begin_teardown(false, Err(error));
+        let best_effort = matches!(error, Error::IdleTimeout | Error::KeepaliveTimeout);
+        self.begin_teardown_with(false, best_effort, Err(error));
     }
 
     pub(super) fn begin_teardown(&mut self, await_eof: bool, last: Result<Message, Error>) {
+        self.begin_teardown_with(await_eof, false, last);
+    }
+
+    fn begin_teardown_with(&mut self, await_eof: bool, best_effort: bool, last: Result<Message, Error>) {
         self.start_close_timer();
         self.reading = ReadState::TearingDown {
             await_eof,
+            best_effort,
             last: Some(last),
         };
     }
@@ -185,7 +217,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Flushes what is owed, waits for EOF if asked, shuts the transport down, then
     /// yields the last item. The close timer bounds every wait.
     pub(super) fn poll_teardown(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        let expired = self.close_timer_expired(Side::Read, cx);
+        let best_effort = matches!(
+            self.reading,
+            ReadState::TearingDown {
+                best_effort: true,
+                ..
+            }
+        );
+        let expired = self.close_timer_expired(Side::Read, cx) || best_effort;
         if let Poll::Pending = self.poll_flush_owed(Side::Read, cx)
             && !expired
         {
@@ -235,11 +274,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Sends what the read path owes without making reads wait on writes: a peer
     /// that is slow to read must not stop us reading (that could deadlock two
     /// endpoints that both write a lot).
+    ///
+    /// A pong waiting for room in the write buffer keeps this flushing, so that it
+    /// goes out as soon as the buffer drains.
     pub(super) fn send_owed_from_read_path(&mut self, cx: &mut Context<'_>) -> Result<(), Error> {
         if self.queue_owed()? {
             self.read_path_unflushed = true;
         }
-        if self.read_path_unflushed {
+        if self.read_path_unflushed || self.owed_pong.is_some() {
             match self.poll_flush_owed(Side::Read, cx) {
                 Poll::Ready(result) => {
                     self.read_path_unflushed = false;

@@ -2,7 +2,7 @@
 //! backpressure, fragments of streamed messages.
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures_sink::Sink;
@@ -24,7 +24,8 @@ impl<S> WebSocket<S> {
     /// A dropped text writer left a message that no valid ending can finish (part
     /// of a cut character already went out): close with 1011 (RFC 6455 §7.4.1).
     pub(crate) fn fail_unfinishable_message(&mut self) {
-        if let CloseAction::Send(frame) = self.close.on_close_requested(Frame::close(CloseCode::Error, "")) {
+        let close = Frame::close(CloseCode::Error, "message writer dropped inside a character");
+        if let CloseAction::Send(frame) = self.close.on_close_requested(close) {
             // The close timer starts when the read path next waits.
             let _ = self.buffer_without_waiting(frame);
         }
@@ -88,6 +89,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.queue_owed_frames()
     }
 
+    /// The pong waits while the write buffer is full (see the module docs of
+    /// `websocket`), except ahead of the close frame it precedes; after a close
+    /// frame has gone out it is dropped (RFC 6455 §5.5.1).
     #[cold]
     fn queue_owed_frames(&mut self) -> Result<bool, Error> {
         let mut queued = false;
@@ -95,9 +99,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.encode_frame(Frame::ping(Bytes::new()))?;
             queued = true;
         }
-        if let Some(payload) = self.owed_pong.take() {
-            self.encode_frame(Frame::pong(payload))?;
-            queued = true;
+        let before_close = self.owed_close.is_some();
+        if !self.close.can_send() && !before_close {
+            self.owed_pong = None;
+        }
+        let room = self.frames.is_empty() || self.frames.has_room(self.config.get_write_buffer_size());
+        if room || before_close {
+            if let Some(payload) = self.owed_pong.take() {
+                self.encode_frame(Frame::pong(payload))?;
+                self.superseded_pings = 0;
+                queued = true;
+            }
         }
         if let Some(frame) = self.owed_close.take() {
             self.encode_frame(frame)?;
@@ -106,12 +118,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(queued)
     }
 
-    /// Queues owed frames and flushes the write buffer.
+    /// Queues owed frames and flushes the write buffer, until a pong that waited
+    /// for room is out too.
     pub(super) fn poll_flush_owed(&mut self, side: Side, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.queue_owed()?;
         self.both_halves.register(side, cx.waker());
-        let mut cx = Context::from_waker(&self.wake_both);
-        self.frames.poll_flush(&mut cx).map_err(Error::from)
+        loop {
+            self.queue_owed()?;
+            let mut cx = Context::from_waker(&self.wake_both);
+            ready!(self.frames.poll_flush(&mut cx))?;
+            // The buffer is empty now, so a waiting pong was queued (or dropped,
+            // after a close) by the call above on the next round.
+            if self.owed_pong.is_none() {
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 
     /// Encodes a message, split into frames of the configured fragment size.

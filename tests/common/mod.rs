@@ -3,6 +3,7 @@
 //! HTTP upgrade by hand so tests can put arbitrary frames on the wire.
 #![allow(dead_code)]
 
+pub mod faulty;
 pub mod inflate;
 pub mod metered;
 
@@ -247,6 +248,12 @@ pub fn close_code(frame: &Frame) -> Option<u16> {
     assert_eq!(frame.opcode(), OpCode::Close, "not a close frame: {frame:?}");
     let payload = frame.payload();
     (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]))
+}
+
+/// The reason of a close frame's payload (empty if it has none).
+pub fn close_reason(frame: &Frame) -> &str {
+    assert_eq!(frame.opcode(), OpCode::Close, "not a close frame: {frame:?}");
+    std::str::from_utf8(frame.payload().get(2..).unwrap_or_default()).expect("a UTF-8 close reason")
 }
 
 /// Receives the next frame, requires it to be a close frame, returns its code.
