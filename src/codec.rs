@@ -235,7 +235,7 @@ impl WsCodec {
                 return Err(ProtocolError::FragmentedControlFrame.into());
             }
         }
-        if payload_len > self.max_frame_size as u64 {
+        if payload_len > self.frame_limit(opcode) as u64 {
             return Err(Error::FrameTooLarge {
                 len: payload_len,
                 max: self.max_frame_size,
@@ -257,7 +257,7 @@ impl WsCodec {
             opcode,
             mask,
             header_len,
-            // Fits: payload_len <= max_frame_size, a usize.
+            // Fits: payload_len <= frame_limit(), a usize.
             payload_len: payload_len as usize,
             unmasked: 0,
         }))
@@ -265,6 +265,21 @@ impl WsCodec {
 }
 
 impl WsCodec {
+    /// The largest payload a frame of `opcode` may declare. Where RSV1 is allowed
+    /// (permessage-deflate, RFC 7692), a data frame may carry compressed bytes, and
+    /// deflate makes incompressible data slightly longer: such frames get zlib's
+    /// worst-case expansion on top (`deflateBound` for a raw stream, about 0.03 %),
+    /// so a limit means the same for a compressed message as for a plain one. The
+    /// inflated size is bounded by the message limit.
+    fn frame_limit(&self, opcode: OpCode) -> usize {
+        let max = self.max_frame_size;
+        if opcode.is_data() && self.allowed_rsv & 0b100 != 0 {
+            max.saturating_add((max >> 12) + (max >> 14) + (max >> 25) + 16)
+        } else {
+            max
+        }
+    }
+
     /// The free space the decoder currently leaves for each read.
     pub(crate) fn read_space(&self) -> usize {
         self.read_space.offer

@@ -1164,3 +1164,24 @@ async fn server_declines_invalid_offers_and_takes_the_first_valid_one() {
         finish(server).await.expect("server result");
     }
 }
+
+#[tokio::test]
+async fn incompressible_message_at_the_frame_limit_is_accepted_compressed_in_one_frame() {
+    // Deflate makes incompressible data a little longer: 16 MiB of noise, the
+    // default frame limit, compresses to a frame a few KiB over it. The limit
+    // bounds what the message is, not what deflate made of it.
+    let limit = Config::default().get_max_frame_size();
+    let data = noise(limit, 7);
+    let compressed = deflate_once(&data);
+    assert!(compressed.len() > limit, "the test needs a frame over the limit");
+    let (addr, server) = start(Config::default(), |mut ws| async move {
+        let first = ws.next().await.expect("a message")?;
+        Ok(first.into_payload())
+    })
+    .await;
+    let (mut client, _) = connect_offering(addr, "permessage-deflate; client_max_window_bits").await;
+    send(&mut client, Frame::binary(compressed).with_rsv(0b100)).await;
+    let received = finish(server).await.expect("accepted");
+    assert_eq!(received.len(), data.len());
+    assert!(received == data[..], "inflated to the message that was sent");
+}
