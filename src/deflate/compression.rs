@@ -1,11 +1,15 @@
-//! The permessage-deflate data path (RFC 7692 §7.2): one compressor and one
-//! decompressor per connection, their state reused across messages.
+//! The permessage-deflate data path (RFC 7692 §7.2): a compressor and a
+//! decompressor per connection, created when the first compressed message needs
+//! them. With context takeover they keep their history across messages; without
+//! it they go back to the thread's pool (`pool`) after every message, so such a
+//! connection holds no zlib state between messages.
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::DeflateConfig;
 use super::negotiation::DeflateParams;
+use super::pool::{self, CompressSettings};
 use crate::codec::Role;
 use crate::error::{Error, ProtocolError};
 
@@ -20,7 +24,10 @@ const INFLATE_STEP: usize = 32 * 1024;
 /// Compresses outgoing messages.
 #[derive(Debug)]
 pub(crate) struct Deflater {
-    compress: Compress,
+    /// `None` until a message needs it, and between messages without context
+    /// takeover.
+    compress: Option<Compress>,
+    settings: CompressSettings,
     no_context_takeover: bool,
     min_size: usize,
 }
@@ -28,34 +35,43 @@ pub(crate) struct Deflater {
 /// Decompresses incoming messages.
 #[derive(Debug)]
 pub(crate) struct Inflater {
-    decompress: Decompress,
+    /// `None` until a compressed message arrives, and between messages without
+    /// context takeover.
+    decompress: Option<Decompress>,
+    window_bits: u8,
     no_context_takeover: bool,
 }
 
-/// The compressor and decompressor for `role` under the agreed `params`.
+/// The compressor and decompressor for `role` under the agreed `params`. Neither
+/// holds a zlib context yet.
 pub(crate) fn for_role(params: &DeflateParams, role: Role, config: &DeflateConfig) -> (Deflater, Inflater) {
     let (ours, theirs) = match role {
         Role::Server => (
             (params.server_no_context_takeover, params.server_max_window_bits),
-            params.client_no_context_takeover,
+            (params.client_no_context_takeover, params.client_max_window_bits),
         ),
         Role::Client => (
             (params.client_no_context_takeover, params.client_max_window_bits),
-            params.server_no_context_takeover,
+            (params.server_no_context_takeover, params.server_max_window_bits),
         ),
     };
     // zlib cannot deflate with an 8-bit window; with 9 bits it never reaches back
     // further than 512 - 262 = 250 bytes, so its output fits a 256-byte window.
-    let window = ours.1.max(9);
     let deflater = Deflater {
-        compress: Compress::new_with_window_bits(Compression::new(config.level), false, window),
+        compress: None,
+        settings: CompressSettings {
+            level: config.level,
+            window_bits: ours.1.max(9),
+        },
         no_context_takeover: ours.0,
         min_size: config.min_size,
     };
-    // A 15-bit window inflates anything the peer may send, whatever it agreed to.
+    // The peer's compressor keeps to the window it agreed to (RFC 7692 §7.1.2), so
+    // the decompressor's window need be no larger; zlib's raw inflate takes 9 to 15.
     let inflater = Inflater {
-        decompress: Decompress::new_with_window_bits(false, 15),
-        no_context_takeover: theirs,
+        decompress: None,
+        window_bits: theirs.1.clamp(9, 15),
+        no_context_takeover: theirs.0,
     };
     (deflater, inflater)
 }
@@ -79,8 +95,8 @@ impl Deflater {
             // zlib answers a sync flush without new input with nothing at all, and an
             // empty payload would leave the peer's inflater inside a block header. A
             // lone 0x00 starts an empty stored block the peer's appended tail ends.
-            if last && self.no_context_takeover {
-                self.compress.reset();
+            if last {
+                self.end_message();
             }
             return Ok(if last {
                 Bytes::from_static(&[0x00])
@@ -88,14 +104,18 @@ impl Deflater {
                 Bytes::new()
             });
         }
+        let settings = self.settings;
+        let compress = self
+            .compress
+            .get_or_insert_with(|| pool::take_compressor(settings));
         let mut out = Vec::with_capacity(payload.len() / 2 + 64);
-        let start_in = self.compress.total_in();
+        let start_in = compress.total_in();
         loop {
-            let consumed = (self.compress.total_in() - start_in) as usize;
-            self.compress
+            let consumed = (compress.total_in() - start_in) as usize;
+            compress
                 .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
                 .map_err(|err| Error::Io(std::io::Error::other(err)))?;
-            let all_consumed = (self.compress.total_in() - start_in) as usize == payload.len();
+            let all_consumed = (compress.total_in() - start_in) as usize == payload.len();
             // A sync flush is complete once it stops filling the output.
             if all_consumed && out.len() < out.capacity() {
                 break;
@@ -105,11 +125,33 @@ impl Deflater {
         debug_assert!(out.ends_with(&TAIL));
         if last {
             out.truncate(out.len().saturating_sub(TAIL.len()));
-            if self.no_context_takeover {
-                self.compress.reset();
-            }
+            self.end_message();
         }
         Ok(Bytes::from(out))
+    }
+
+    /// A message ended: without context takeover the next one starts afresh, so
+    /// the context goes back to the thread.
+    fn end_message(&mut self) {
+        if self.no_context_takeover
+            && let Some(compress) = self.compress.take()
+        {
+            pool::give_back_compressor(self.settings, compress);
+        }
+    }
+
+    /// Whether a zlib context is held (between messages only with context takeover).
+    #[cfg(test)]
+    pub(crate) fn holds_context(&self) -> bool {
+        self.compress.is_some()
+    }
+}
+
+impl Drop for Deflater {
+    fn drop(&mut self) {
+        if let Some(compress) = self.compress.take() {
+            pool::give_back_compressor(self.settings, compress);
+        }
     }
 }
 
@@ -124,17 +166,47 @@ impl Inflater {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), Error> {
-        self.inflate_all(payload, out, max)?;
-        if fin {
-            self.inflate_all(&TAIL, out, max)?;
-            if self.no_context_takeover {
-                self.decompress.reset(false);
+        let window_bits = self.window_bits;
+        let decompress = self
+            .decompress
+            .get_or_insert_with(|| pool::take_decompressor(window_bits));
+        let inflated = Self::inflate_all(decompress, payload, out, max).and_then(|()| {
+            if fin {
+                Self::inflate_all(decompress, &TAIL, out, max)?;
             }
+            Ok(())
+        });
+        if fin || inflated.is_err() {
+            self.end_message(inflated.is_err());
         }
-        Ok(())
+        inflated
     }
 
-    fn inflate_all(&mut self, mut input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), Error> {
+    /// A message ended (or failed, and the connection with it): without context
+    /// takeover the context goes back to the thread. A failed context is dropped:
+    /// its state is whatever the bad input left.
+    fn end_message(&mut self, failed: bool) {
+        if failed {
+            self.decompress = None;
+        } else if self.no_context_takeover
+            && let Some(decompress) = self.decompress.take()
+        {
+            pool::give_back_decompressor(self.window_bits, decompress);
+        }
+    }
+
+    /// Whether a zlib context is held (between messages only with context takeover).
+    #[cfg(test)]
+    pub(crate) fn holds_context(&self) -> bool {
+        self.decompress.is_some()
+    }
+
+    fn inflate_all(
+        decompress: &mut Decompress,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), Error> {
         loop {
             if out.len() == out.capacity() {
                 // Room for one byte past the limit shows the limit was crossed.
@@ -144,20 +216,19 @@ impl Inflater {
                     .clamp(1, INFLATE_STEP);
                 out.reserve_exact(room.max(input.len().min(INFLATE_STEP)));
             }
-            let (before_in, before_out) = (self.decompress.total_in(), out.len());
-            let status = self
-                .decompress
+            let (before_in, before_out) = (decompress.total_in(), out.len());
+            let status = decompress
                 .decompress_vec(input, out, FlushDecompress::Sync)
                 .map_err(|_| ProtocolError::InvalidCompressedData)?;
             if out.len() > max {
                 return Err(Error::MessageTooLarge { len: out.len(), max });
             }
-            let consumed = (self.decompress.total_in() - before_in) as usize;
+            let consumed = (decompress.total_in() - before_in) as usize;
             input = &input[consumed..];
             if status == Status::StreamEnd {
                 // The sender ended the deflate stream with a final block (allowed by
                 // RFC 7692 §7.2.1); what follows starts a new one.
-                self.decompress.reset(false);
+                decompress.reset(false);
                 continue;
             }
             let output_full = out.len() == out.capacity();
@@ -173,9 +244,49 @@ impl Inflater {
     }
 }
 
+impl Drop for Inflater {
+    fn drop(&mut self) {
+        if let Some(decompress) = self.decompress.take() {
+            pool::give_back_decompressor(self.window_bits, decompress);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contexts_are_created_by_the_first_message_and_kept_only_with_context_takeover() {
+        for no_context_takeover in [false, true] {
+            let (mut deflater, mut inflater) = pair(params(15, no_context_takeover));
+            assert!(!deflater.holds_context() && !inflater.holds_context());
+            for _ in 0..3 {
+                let message = json(3000);
+                let compressed = deflater.compress(&message).unwrap();
+                let mut out = Vec::new();
+                inflater.inflate(&compressed, true, &mut out, usize::MAX).unwrap();
+                assert_eq!(out, message);
+                assert_eq!(deflater.holds_context(), !no_context_takeover);
+                assert_eq!(inflater.holds_context(), !no_context_takeover);
+            }
+        }
+    }
+
+    #[test]
+    fn a_fragmented_message_holds_its_context_until_it_ends() {
+        let (mut deflater, mut inflater) = pair(params(15, true));
+        let first = deflater.compress_part(b"part one, ", false).unwrap();
+        assert!(deflater.holds_context());
+        let last = deflater.compress_part(b"part two", true).unwrap();
+        assert!(!deflater.holds_context());
+        let mut out = Vec::new();
+        inflater.inflate(&first, false, &mut out, usize::MAX).unwrap();
+        assert!(inflater.holds_context());
+        inflater.inflate(&last, true, &mut out, usize::MAX).unwrap();
+        assert!(!inflater.holds_context());
+        assert_eq!(out, b"part one, part two");
+    }
 
     fn pair(params: DeflateParams) -> (Deflater, Inflater) {
         let config = DeflateConfig::default().min_size(0);

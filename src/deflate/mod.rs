@@ -4,11 +4,14 @@
 //!
 //! - [`negotiation`]: the offer, the server's choice among offers, the client's
 //!   check of the answer (RFC 7692 §5, §7.1).
-//! - `compression`: the data path, a compressor and a
-//!   decompressor per connection, kept across messages or reset as negotiated.
+//! - `compression`: the data path, a compressor and a decompressor per
+//!   connection, created on first use, kept across messages or given back after
+//!   each one as negotiated.
+//! - `pool`: the zlib contexts a thread keeps between the messages that need them.
 
 pub(crate) mod compression;
 pub mod negotiation;
+mod pool;
 
 /// The settings of permessage-deflate, for either side.
 ///

@@ -1,0 +1,147 @@
+//! What an idle permessage-deflate connection holds, counted by the allocator: no
+//! zlib state before its first compressed message, and none between messages
+//! without context takeover; only context takeover keeps a context while idle.
+//!
+//! One test in this file, so no other test's allocations are counted alongside.
+#![cfg(feature = "deflate")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use fastws::{Acceptor, ClientRequest, Config, DeflateConfig, Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use tokio::io::DuplexStream;
+
+/// The allocator, counting the bytes currently allocated.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; the counter has no say in
+// what is allocated.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as is (see the impl).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as is (see the impl).
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as is (see the impl).
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as is (see the impl).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Connections per measurement: what a thread keeps for all of them (its spare
+/// contexts) is spread thin.
+const CONNECTIONS: usize = 20;
+
+/// A 1 KiB JSON text message, as a browser would send.
+fn json() -> Message {
+    let mut text = String::from("[");
+    let mut i = 0;
+    while text.len() < 1024 {
+        text.push_str(&format!(r#"{{"id":{i},"name":"user {i}","active":true}},"#));
+        i += 1;
+    }
+    text.truncate(1024);
+    Message::text(text)
+}
+
+type Pair = (WebSocket<DuplexStream>, WebSocket<DuplexStream>);
+
+/// A server and a client joined in memory, after the opening handshake with
+/// `config` on both sides (the client offers deflate as browsers do).
+async fn pair(config: &Config) -> Pair {
+    let (server_io, client_io) = tokio::io::duplex(16 * 1024);
+    let acceptor = Acceptor::new().config(config.clone());
+    let request = ClientRequest::new("ws://localhost/").config(config.clone());
+    let (server, client) = tokio::join!(
+        acceptor.accept(server_io),
+        fastws::client_handshake(client_io, request)
+    );
+    (server.expect("accept"), client.expect("connect").0)
+}
+
+/// One message from the client and its echo from the server.
+async fn exchange((server, client): &mut Pair) {
+    client.send(json()).await.unwrap();
+    let message = server.next().await.unwrap().unwrap();
+    server.send(message).await.unwrap();
+    assert_eq!(client.next().await.unwrap().unwrap(), json());
+}
+
+/// The bytes `CONNECTIONS` pairs hold, per pair, after `messages` exchanges each.
+async fn held_per_pair(config: &Config, messages: usize) -> isize {
+    // Warm up: the thread's spare contexts, tokio's structures.
+    let mut warm = pair(config).await;
+    exchange(&mut warm).await;
+    drop(warm);
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut pairs = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut pair = pair(config).await;
+        for _ in 0..messages {
+            exchange(&mut pair).await;
+        }
+        pairs.push(pair);
+    }
+    let held = (LIVE.load(Ordering::Relaxed) - before) / CONNECTIONS as isize;
+    drop(pairs);
+    held
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn idle_deflate_connections_hold_no_zlib_state_unless_context_takeover_needs_it() {
+    let plain = Config::default().deflate(DeflateConfig::disabled());
+    let deflate = Config::default();
+    let no_takeover = Config::default().deflate(
+        DeflateConfig::default()
+            .server_no_context_takeover(true)
+            .client_no_context_takeover(true),
+    );
+    // Both ends of a pair are counted: two WebSockets and the duplex pipe.
+    let plain_idle = held_per_pair(&plain, 0).await;
+    let plain_after = held_per_pair(&plain, 1).await;
+    let deflate_idle = held_per_pair(&deflate, 0).await;
+    let no_takeover_after = held_per_pair(&no_takeover, 3).await;
+    let takeover_after = held_per_pair(&deflate, 1).await;
+    println!(
+        "bytes per pair: plain {plain_idle} (after a message {plain_after}), deflate before a message \
+         {deflate_idle}, no context takeover after 3 messages {no_takeover_after}, context takeover \
+         after one {takeover_after}"
+    );
+    // A zlib context is tens of KiB (a decompressor's window alone is 32 KiB); the
+    // margin allows for the negotiated parameters and the handshake's leftovers.
+    let margin = 4 * 1024;
+    assert!(
+        deflate_idle <= plain_idle + margin,
+        "a deflate pair holds {deflate_idle} bytes before any message, a plain one {plain_idle}"
+    );
+    assert!(
+        no_takeover_after <= plain_after + margin,
+        "without context takeover a pair holds {no_takeover_after} bytes between messages, a plain \
+         one {plain_after}"
+    );
+    // The measurement sees zlib state where it is held: context takeover keeps it.
+    assert!(
+        takeover_after > plain_after + 64 * 1024,
+        "context takeover held only {takeover_after} bytes: is the count working?"
+    );
+}
