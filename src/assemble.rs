@@ -69,6 +69,12 @@ impl MessageAssembler {
         self.inflater = Some(inflater);
     }
 
+    /// The decompressor, if permessage-deflate is in use.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn inflater_mut(&mut self) -> Option<&mut crate::deflate::compression::Inflater> {
+        self.inflater.as_mut()
+    }
+
     /// Feeds one text, binary or continuation frame; returns the message it
     /// completes, if any.
     ///

@@ -1185,3 +1185,44 @@ async fn incompressible_message_at_the_frame_limit_is_accepted_compressed_in_one
     assert_eq!(received.len(), data.len());
     assert!(received == data[..], "inflated to the message that was sent");
 }
+
+#[tokio::test]
+async fn a_server_that_hibernates_between_messages_keeps_both_streams_valid() {
+    // The server's contexts hibernate after 10 ms of quiet; the client pauses
+    // longer between messages, so every message wakes them again, primed with the
+    // history. The client's compressor and decompressor never pause: each sees the
+    // whole stream, as a browser's do.
+    let config =
+        Config::default().deflate(DeflateConfig::default().hibernate_after(Some(Duration::from_millis(10))));
+    let (addr, server) = start(config, echo).await;
+    let (mut client, head) = connect_offering(addr, "permessage-deflate; client_max_window_bits").await;
+    assert!(head.header("sec-websocket-extensions").is_some());
+    let mut compress = Compress::new_with_window_bits(Compression::default(), false, 15);
+    let mut decompress = flate2::Decompress::new_with_window_bits(false, 15);
+    let mut wire = 0;
+    let messages: Vec<String> = (0..12).map(|i| json(700 + 150 * i)).collect();
+    for (i, message) in messages.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let compressed = deflate_message(&mut compress, message.as_bytes());
+        send(&mut client, Frame::text(compressed).with_rsv(0b100)).await;
+        let echoed = recv(&mut client).await;
+        assert!(echoed.rsv1(), "message {i} echoed compressed");
+        wire += echoed.payload().len();
+        let mut input = echoed.payload().to_vec();
+        input.extend_from_slice(&TAIL);
+        let mut out = Vec::with_capacity(message.len() + 64);
+        decompress
+            .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+            .expect("the echo continues the server's stream");
+        assert_eq!(out, message.as_bytes(), "message {i}");
+    }
+    // The history survived hibernation: similar messages kept compressing well.
+    let total: usize = messages.iter().map(String::len).sum();
+    assert!(wire * 5 < total, "{wire} bytes on the wire for {total}");
+    send(&mut client, Frame::close(CloseCode::Normal, "")).await;
+    assert_eq!(expect_close(&mut client).await, Some(1000));
+    assert_eq!(
+        finish(server).await.expect("server result").len(),
+        messages.len() + 1
+    );
+}

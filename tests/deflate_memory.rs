@@ -7,6 +7,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
 
 use fastws::{Acceptor, ClientRequest, Config, DeflateConfig, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -87,28 +88,38 @@ async fn exchange((server, client): &mut Pair) {
     assert_eq!(client.next().await.unwrap().unwrap(), json());
 }
 
-/// The bytes `CONNECTIONS` pairs hold, per pair, after `messages` exchanges each.
-async fn held_per_pair(config: &Config, messages: usize) -> isize {
+/// The bytes `CONNECTIONS` pairs hold, per pair, after `messages` exchanges each
+/// and `idle` without traffic, both ends waiting for a message in a task of their
+/// own as a server's connections do.
+async fn held_per_pair(config: &Config, messages: usize, idle: Duration) -> isize {
     // Warm up: the thread's spare contexts, tokio's structures.
     let mut warm = pair(config).await;
     exchange(&mut warm).await;
     drop(warm);
     let before = LIVE.load(Ordering::Relaxed);
-    let mut pairs = Vec::new();
+    let mut waiting = Vec::new();
     for _ in 0..CONNECTIONS {
         let mut pair = pair(config).await;
         for _ in 0..messages {
             exchange(&mut pair).await;
         }
-        pairs.push(pair);
+        waiting.push(tokio::spawn(async move {
+            let (mut server, mut client) = pair;
+            let _ = tokio::join!(server.next(), client.next());
+        }));
     }
+    tokio::time::sleep(idle).await;
     let held = (LIVE.load(Ordering::Relaxed) - before) / CONNECTIONS as isize;
-    drop(pairs);
+    for task in waiting {
+        task.abort();
+        let _ = task.await;
+    }
     held
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn idle_deflate_connections_hold_no_zlib_state_unless_context_takeover_needs_it() {
+    const QUIET: Duration = Duration::from_millis(20);
     let plain = Config::default().deflate(DeflateConfig::disabled());
     let deflate = Config::default();
     let no_takeover = Config::default().deflate(
@@ -116,16 +127,20 @@ async fn idle_deflate_connections_hold_no_zlib_state_unless_context_takeover_nee
             .server_no_context_takeover(true)
             .client_no_context_takeover(true),
     );
-    // Both ends of a pair are counted: two WebSockets and the duplex pipe.
-    let plain_idle = held_per_pair(&plain, 0).await;
-    let plain_after = held_per_pair(&plain, 1).await;
-    let deflate_idle = held_per_pair(&deflate, 0).await;
-    let no_takeover_after = held_per_pair(&no_takeover, 3).await;
-    let takeover_after = held_per_pair(&deflate, 1).await;
+    let hibernating = Config::default().deflate(DeflateConfig::default().hibernate_after(Some(QUIET)));
+    let awake = Config::default().deflate(DeflateConfig::default().hibernate_after(None));
+    // Both ends of a pair are counted: two WebSockets, their tasks, the duplex pipe.
+    let plain_idle = held_per_pair(&plain, 0, Duration::ZERO).await;
+    let plain_after = held_per_pair(&plain, 1, Duration::ZERO).await;
+    let deflate_idle = held_per_pair(&deflate, 0, Duration::ZERO).await;
+    let no_takeover_after = held_per_pair(&no_takeover, 3, Duration::ZERO).await;
+    let awake_after = held_per_pair(&awake, 1, 5 * QUIET).await;
+    let asleep_after = held_per_pair(&hibernating, 1, 5 * QUIET).await;
+    let asleep_after_many = held_per_pair(&hibernating, 100, 5 * QUIET).await;
     println!(
         "bytes per pair: plain {plain_idle} (after a message {plain_after}), deflate before a message \
          {deflate_idle}, no context takeover after 3 messages {no_takeover_after}, context takeover \
-         after one {takeover_after}"
+         after one: awake {awake_after}, hibernating {asleep_after} (after 100: {asleep_after_many})"
     );
     // A zlib context is tens of KiB (a decompressor's window alone is 32 KiB); the
     // margin allows for the negotiated parameters and the handshake's leftovers.
@@ -139,9 +154,23 @@ async fn idle_deflate_connections_hold_no_zlib_state_unless_context_takeover_nee
         "without context takeover a pair holds {no_takeover_after} bytes between messages, a plain \
          one {plain_after}"
     );
-    // The measurement sees zlib state where it is held: context takeover keeps it.
+    // A hibernating pair keeps its history (1 KiB each way, in each end), not its
+    // contexts.
     assert!(
-        takeover_after > plain_after + 64 * 1024,
-        "context takeover held only {takeover_after} bytes: is the count working?"
+        asleep_after <= plain_after + 4 * 1024 + margin,
+        "a pair quiet for {:?} holds {asleep_after} bytes under context takeover, a plain one \
+         {plain_after}",
+        5 * QUIET
+    );
+    // After 100 messages the history is a full window (32 KiB) each way, each end.
+    assert!(
+        asleep_after_many <= plain_after + 4 * 32 * 1024 + margin,
+        "{asleep_after_many} bytes after 100 messages"
+    );
+    // The measurement sees zlib state where it is held: without hibernation,
+    // context takeover keeps it.
+    assert!(
+        awake_after > plain_after + 64 * 1024,
+        "context takeover held only {awake_after} bytes: is the count working?"
     );
 }

@@ -1,13 +1,16 @@
 //! The permessage-deflate data path (RFC 7692 §7.2): a compressor and a
 //! decompressor per connection, created when the first compressed message needs
-//! them. With context takeover they keep their history across messages; without
-//! it they go back to the thread's pool (`pool`) after every message, so such a
-//! connection holds no zlib state between messages.
+//! them. Without context takeover they go back to the thread's pool (`pool`) after
+//! every message, so such a connection holds no zlib state between messages. With
+//! it they keep their history across messages, and a connection that has gone
+//! quiet can [`hibernate`](Deflater::hibernate): the contexts go back to the pool
+//! and only the history stays, to prime the contexts of the next message.
 
 use bytes::Bytes;
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::DeflateConfig;
+use super::history::History;
 use super::negotiation::DeflateParams;
 use super::pool::{self, CompressSettings};
 use crate::codec::Role;
@@ -24,22 +27,29 @@ const INFLATE_STEP: usize = 32 * 1024;
 /// Compresses outgoing messages.
 #[derive(Debug)]
 pub(crate) struct Deflater {
-    /// `None` until a message needs it, and between messages without context
-    /// takeover.
+    /// `None` until a message needs it, between messages without context
+    /// takeover, and while hibernating.
     compress: Option<Compress>,
     settings: CompressSettings,
-    no_context_takeover: bool,
+    /// With context takeover: what the peer's decompressor may still refer back to.
+    history: Option<History>,
+    /// A message is being compressed in parts and has not ended.
+    in_message: bool,
+    parts_compressed: u64,
     min_size: usize,
 }
 
 /// Decompresses incoming messages.
 #[derive(Debug)]
 pub(crate) struct Inflater {
-    /// `None` until a compressed message arrives, and between messages without
-    /// context takeover.
+    /// `None` until a compressed message arrives, between messages without context
+    /// takeover, and while hibernating.
     decompress: Option<Decompress>,
     window_bits: u8,
-    no_context_takeover: bool,
+    /// With context takeover: what the peer's compressor may still refer back to.
+    history: Option<History>,
+    /// A compressed message is arriving and has not ended.
+    in_message: bool,
 }
 
 /// The compressor and decompressor for `role` under the agreed `params`. Neither
@@ -57,21 +67,26 @@ pub(crate) fn for_role(params: &DeflateParams, role: Role, config: &DeflateConfi
     };
     // zlib cannot deflate with an 8-bit window; with 9 bits it never reaches back
     // further than 512 - 262 = 250 bytes, so its output fits a 256-byte window.
+    let settings = CompressSettings {
+        level: config.level,
+        window_bits: ours.1.max(9),
+    };
     let deflater = Deflater {
         compress: None,
-        settings: CompressSettings {
-            level: config.level,
-            window_bits: ours.1.max(9),
-        },
-        no_context_takeover: ours.0,
+        settings,
+        history: (!ours.0).then(|| History::new(settings.window_bits)),
+        in_message: false,
+        parts_compressed: 0,
         min_size: config.min_size,
     };
     // The peer's compressor keeps to the window it agreed to (RFC 7692 §7.1.2), so
     // the decompressor's window need be no larger; zlib's raw inflate takes 9 to 15.
+    let window_bits = theirs.1.clamp(9, 15);
     let inflater = Inflater {
         decompress: None,
-        window_bits: theirs.1.clamp(9, 15),
-        no_context_takeover: theirs.0,
+        window_bits,
+        history: (!theirs.0).then(|| History::new(window_bits)),
+        in_message: false,
     };
     (deflater, inflater)
 }
@@ -91,6 +106,8 @@ impl Deflater {
     /// with a sync flush, so each fragment can go out at once; the last part lacks
     /// the trailing `00 00 ff ff` (RFC 7692 §7.2.1) and ends the message.
     pub(crate) fn compress_part(&mut self, payload: &[u8], last: bool) -> Result<Bytes, Error> {
+        self.in_message = !last;
+        self.parts_compressed += 1;
         if payload.is_empty() {
             // zlib answers a sync flush without new input with nothing at all, and an
             // empty payload would leave the peer's inflater inside a block header. A
@@ -105,9 +122,20 @@ impl Deflater {
             });
         }
         let settings = self.settings;
-        let compress = self
-            .compress
-            .get_or_insert_with(|| pool::take_compressor(settings));
+        let compress = match &mut self.compress {
+            Some(compress) => compress,
+            empty => {
+                let mut compress = pool::take_compressor(settings);
+                if let Some(history) = self.history.as_mut().filter(|history| !history.is_empty()) {
+                    // RFC 7692 §7.2.1: back-references may reach into earlier
+                    // messages; primed with them, the fresh context may use them.
+                    compress
+                        .set_dictionary(history.as_slice())
+                        .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+                }
+                empty.insert(compress)
+            }
+        };
         let mut out = Vec::with_capacity(payload.len() / 2 + 64);
         let start_in = compress.total_in();
         loop {
@@ -123,6 +151,9 @@ impl Deflater {
             out.reserve(out.capacity().max(64));
         }
         debug_assert!(out.ends_with(&TAIL));
+        if let Some(history) = &mut self.history {
+            history.record(payload);
+        }
         if last {
             out.truncate(out.len().saturating_sub(TAIL.len()));
             self.end_message();
@@ -133,17 +164,39 @@ impl Deflater {
     /// A message ended: without context takeover the next one starts afresh, so
     /// the context goes back to the thread.
     fn end_message(&mut self) {
-        if self.no_context_takeover
+        self.in_message = false;
+        if self.history.is_none()
             && let Some(compress) = self.compress.take()
         {
             pool::give_back_compressor(self.settings, compress);
         }
     }
 
+    /// Gives the zlib context back to the thread, keeping only the history the
+    /// peer may refer back to; the next message primes a new context with it.
+    /// Does nothing in the middle of a message. Returns whether it let go of a
+    /// context.
+    pub(crate) fn hibernate(&mut self) -> bool {
+        if self.in_message {
+            return false;
+        }
+        match self.compress.take() {
+            Some(compress) => {
+                pool::give_back_compressor(self.settings, compress);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether a zlib context is held (between messages only with context takeover).
-    #[cfg(test)]
     pub(crate) fn holds_context(&self) -> bool {
         self.compress.is_some()
+    }
+
+    /// How many message parts were compressed so far: activity, for hibernation.
+    pub(crate) fn parts_compressed(&self) -> u64 {
+        self.parts_compressed
     }
 }
 
@@ -166,16 +219,28 @@ impl Inflater {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), Error> {
+        self.in_message = !fin;
         let window_bits = self.window_bits;
-        let decompress = self
-            .decompress
-            .get_or_insert_with(|| pool::take_decompressor(window_bits));
-        let inflated = Self::inflate_all(decompress, payload, out, max).and_then(|()| {
-            if fin {
-                Self::inflate_all(decompress, &TAIL, out, max)?;
+        let decompress = match &mut self.decompress {
+            Some(decompress) => decompress,
+            empty => {
+                let mut decompress = pool::take_decompressor(window_bits);
+                if let Some(history) = self.history.as_mut().filter(|history| !history.is_empty()) {
+                    decompress
+                        .set_dictionary(history.as_slice())
+                        .map_err(|_| ProtocolError::InvalidCompressedData)?;
+                }
+                empty.insert(decompress)
             }
-            Ok(())
-        });
+        };
+        let mut history = self.history.as_mut();
+        let inflated =
+            Self::inflate_all(decompress, history.as_deref_mut(), payload, out, max).and_then(|()| {
+                if fin {
+                    Self::inflate_all(decompress, history, &TAIL, out, max)?;
+                }
+                Ok(())
+            });
         if fin || inflated.is_err() {
             self.end_message(inflated.is_err());
         }
@@ -186,23 +251,39 @@ impl Inflater {
     /// takeover the context goes back to the thread. A failed context is dropped:
     /// its state is whatever the bad input left.
     fn end_message(&mut self, failed: bool) {
+        self.in_message = false;
         if failed {
             self.decompress = None;
-        } else if self.no_context_takeover
+        } else if self.history.is_none()
             && let Some(decompress) = self.decompress.take()
         {
             pool::give_back_decompressor(self.window_bits, decompress);
         }
     }
 
+    /// As [`Deflater::hibernate`], for the decompressor.
+    pub(crate) fn hibernate(&mut self) -> bool {
+        if self.in_message {
+            return false;
+        }
+        match self.decompress.take() {
+            Some(decompress) => {
+                pool::give_back_decompressor(self.window_bits, decompress);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether a zlib context is held (between messages only with context takeover).
-    #[cfg(test)]
     pub(crate) fn holds_context(&self) -> bool {
         self.decompress.is_some()
     }
 
+    /// Inflates all of `input` into `out`, recording what it inflates in `history`.
     fn inflate_all(
         decompress: &mut Decompress,
+        mut history: Option<&mut History>,
         mut input: &[u8],
         out: &mut Vec<u8>,
         max: usize,
@@ -225,10 +306,16 @@ impl Inflater {
             }
             let consumed = (decompress.total_in() - before_in) as usize;
             input = &input[consumed..];
+            if let Some(history) = history.as_deref_mut() {
+                history.record(&out[before_out..]);
+            }
             if status == Status::StreamEnd {
                 // The sender ended the deflate stream with a final block (allowed by
-                // RFC 7692 §7.2.1); what follows starts a new one.
+                // RFC 7692 §7.2.1); what follows starts a new one, without history.
                 decompress.reset(false);
+                if let Some(history) = history.as_deref_mut() {
+                    history.clear();
+                }
                 continue;
             }
             let output_full = out.len() == out.capacity();
@@ -271,6 +358,104 @@ mod tests {
                 assert_eq!(inflater.holds_context(), !no_context_takeover);
             }
         }
+    }
+
+    /// Inflates with a plain flate2 decompressor that never hibernates and sees
+    /// the whole stream, as a peer does.
+    fn reference_inflate(reference: &mut Decompress, payload: &[u8]) -> Vec<u8> {
+        let mut input = payload.to_vec();
+        input.extend_from_slice(&TAIL);
+        let mut out = Vec::with_capacity(1 << 20);
+        let before = reference.total_in();
+        reference
+            .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+            .expect("a valid stream");
+        assert_eq!((reference.total_in() - before) as usize, input.len());
+        out
+    }
+
+    #[test]
+    fn a_compressor_that_hibernates_keeps_the_stream_valid_and_its_history_useful() {
+        for bits in [9, 12, 15] {
+            let (mut deflater, _) = pair(params(bits, false));
+            let mut reference = Decompress::new_with_window_bits(false, 15);
+            for i in 0..40 {
+                let message = json(500 + 97 * i);
+                if i % 3 == 1 {
+                    assert!(deflater.hibernate(), "bits {bits} message {i}");
+                    assert!(!deflater.holds_context());
+                }
+                let compressed = deflater.compress(&message).unwrap();
+                assert_eq!(
+                    reference_inflate(&mut reference, &compressed),
+                    message,
+                    "bits {bits} message {i}"
+                );
+            }
+            // Primed with its history, a woken compressor still finds a repeat
+            // (within 250 bytes, the reach of the smallest window), in a message
+            // that earlier ones do not predict.
+            let mut seed = 0x2545_f491_u32;
+            let message: Vec<u8> = (0..200)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    b'a' + (seed >> 16) as u8 % 26
+                })
+                .collect();
+            let first = deflater.compress(&message).unwrap();
+            let mut out = reference_inflate(&mut reference, &first);
+            assert!(deflater.hibernate());
+            let repeat = deflater.compress(&message).unwrap();
+            assert!(
+                repeat.len() < first.len() / 4,
+                "bits {bits}: {} after {}",
+                repeat.len(),
+                first.len()
+            );
+            out.clear();
+            assert_eq!(reference_inflate(&mut reference, &repeat), message);
+        }
+    }
+
+    #[test]
+    fn a_decompressor_that_hibernates_inflates_a_stream_that_never_paused() {
+        for bits in [9, 12, 15] {
+            let (_, mut inflater) = pair(params(bits, false));
+            let mut reference =
+                Compress::new_with_window_bits(flate2::Compression::new(6), false, bits.max(9));
+            let mut out = Vec::new();
+            for i in 0..40 {
+                let message = json(300 + 131 * i);
+                let mut compressed = Vec::with_capacity(message.len() + 64);
+                reference
+                    .compress_vec(&message, &mut compressed, FlushCompress::Sync)
+                    .unwrap();
+                assert!(compressed.ends_with(&TAIL));
+                compressed.truncate(compressed.len() - TAIL.len());
+                if i % 4 == 2 {
+                    assert!(inflater.hibernate());
+                }
+                out.clear();
+                inflater.inflate(&compressed, true, &mut out, usize::MAX).unwrap();
+                assert_eq!(out, message, "bits {bits} message {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_hibernates_in_the_middle_of_a_message() {
+        let (mut deflater, mut inflater) = pair(params(15, false));
+        let first = deflater.compress_part(b"part one, ", false).unwrap();
+        assert!(!deflater.hibernate());
+        let mut out = Vec::new();
+        inflater.inflate(&first, false, &mut out, usize::MAX).unwrap();
+        assert!(!inflater.hibernate());
+        let last = deflater.compress_part(b"part two", true).unwrap();
+        inflater.inflate(&last, true, &mut out, usize::MAX).unwrap();
+        assert_eq!(out, b"part one, part two");
+        assert!(deflater.hibernate() && inflater.hibernate());
+        // Nothing held, nothing to let go of.
+        assert!(!deflater.hibernate() && !inflater.hibernate());
     }
 
     #[test]

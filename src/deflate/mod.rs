@@ -7,9 +7,14 @@
 //! - `compression`: the data path, a compressor and a decompressor per
 //!   connection, created on first use, kept across messages or given back after
 //!   each one as negotiated.
+//! - `history`: what a context-takeover stream may refer back to, kept while the
+//!   contexts hibernate.
 //! - `pool`: the zlib contexts a thread keeps between the messages that need them.
 
+use std::time::Duration;
+
 pub(crate) mod compression;
+mod history;
 pub mod negotiation;
 mod pool;
 
@@ -39,7 +44,11 @@ pub struct DeflateConfig {
     pub(crate) client_no_context_takeover: bool,
     pub(crate) server_max_window_bits: u8,
     pub(crate) client_max_window_bits: u8,
+    pub(crate) hibernate_after: Option<Duration>,
 }
+
+/// The default of [`DeflateConfig::hibernate_after`].
+pub const DEFAULT_HIBERNATE_AFTER: Duration = Duration::from_secs(1);
 
 impl Default for DeflateConfig {
     /// Enabled, level 6, every message compressed, context takeover on both sides,
@@ -53,6 +62,7 @@ impl Default for DeflateConfig {
             client_no_context_takeover: false,
             server_max_window_bits: 15,
             client_max_window_bits: 15,
+            hibernate_after: Some(DEFAULT_HIBERNATE_AFTER),
         }
     }
 }
@@ -106,6 +116,26 @@ impl DeflateConfig {
     pub fn server_max_window_bits(mut self, bits: u8) -> DeflateConfig {
         self.server_max_window_bits = bits.clamp(8, 15);
         self
+    }
+
+    /// How long a connection with context takeover may go without a compressed
+    /// message before its zlib contexts hibernate (default 1 s; `None`: never).
+    ///
+    /// A hibernating connection keeps only the history the peer may still refer
+    /// back to (at most a window, less when fewer bytes went by); its compressor
+    /// and decompressor go back to the thread, and the next message primes fresh
+    /// ones with that history as their preset dictionary. Resting costs nothing on
+    /// the wire; waking costs about one window's worth of compression work.
+    /// Quiet is judged while the connection is polled (its stream read, or its sink
+    /// flushed).
+    pub fn hibernate_after(mut self, after: Option<Duration>) -> DeflateConfig {
+        self.hibernate_after = after;
+        self
+    }
+
+    /// See [`DeflateConfig::hibernate_after`].
+    pub fn get_hibernate_after(&self) -> Option<Duration> {
+        self.hibernate_after
     }
 
     /// The largest window (8–15 bits, clamped) the client's compressor may use.

@@ -124,6 +124,10 @@ pub struct WebSocket<S> {
     /// Compresses outgoing data messages when permessage-deflate was negotiated.
     #[cfg(feature = "deflate")]
     deflater: Option<crate::deflate::compression::Deflater>,
+    /// Running while zlib contexts are held under context takeover: when the
+    /// connection has been quiet this long, they hibernate.
+    #[cfg(feature = "deflate")]
+    hibernation: Option<timers::Timer>,
 }
 
 /// What the opening handshake negotiated beyond the base protocol.
@@ -228,6 +232,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             assembler,
             #[cfg(feature = "deflate")]
             deflater,
+            #[cfg(feature = "deflate")]
+            hibernation: None,
             config,
             close: CloseState::Open,
             reading: ReadState::Reading,

@@ -80,6 +80,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         self.begin_teardown(false, Err(Error::CloseTimeout));
                         continue;
                     }
+                    #[cfg(feature = "deflate")]
+                    self.poll_hibernation(Side::Read, cx);
                     match self.poll_keepalive(cx) {
                         Ok(true) => continue,
                         Ok(false) => return Poll::Pending,

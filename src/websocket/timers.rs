@@ -79,6 +79,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(ping_due)
     }
 
+    /// Lets the zlib contexts of a connection that has gone quiet hibernate: after
+    /// [`DeflateConfig::hibernate_after`](crate::DeflateConfig::hibernate_after)
+    /// without a frame arriving or a message part compressed, they go back to the
+    /// thread and only their history stays. A connection that holds no context has
+    /// no timer.
+    #[cfg(feature = "deflate")]
+    pub(super) fn poll_hibernation(&mut self, side: Side, cx: &mut Context<'_>) {
+        let Some(after) = self.config.get_deflate().get_hibernate_after() else {
+            return;
+        };
+        let inflater_holds = self
+            .assembler
+            .inflater_mut()
+            .is_some_and(|inflater| inflater.holds_context());
+        let deflater_holds = self
+            .deflater
+            .as_ref()
+            .is_some_and(|deflater| deflater.holds_context());
+        if !inflater_holds && !deflater_holds {
+            self.hibernation = None;
+            return;
+        }
+        let compressed = self
+            .deflater
+            .as_ref()
+            .map_or(0, |deflater| deflater.parts_compressed());
+        let seen = (self.frames_received, compressed as usize);
+        let timer = self.hibernation.get_or_insert_with(|| Timer::new(after, seen));
+        if !self.both_halves.poll_timer(side, cx, &self.wake_both, timer) {
+            return;
+        }
+        if timer.seen == seen {
+            // Quiet for a whole period: contexts in the middle of a message stay.
+            let deflater_asleep = self.deflater.as_mut().is_none_or(|deflater| {
+                deflater.hibernate();
+                !deflater.holds_context()
+            });
+            let inflater_asleep = self.assembler.inflater_mut().is_none_or(|inflater| {
+                inflater.hibernate();
+                !inflater.holds_context()
+            });
+            if deflater_asleep && inflater_asleep {
+                self.hibernation = None;
+                return;
+            }
+        }
+        timer.rearm(after, seen);
+        self.both_halves.poll_timer(side, cx, &self.wake_both, timer);
+    }
+
     pub(super) fn start_close_timer(&mut self) {
         if self.close_deadline.is_none() {
             self.close_deadline = Some(Box::pin(tokio::time::sleep(self.config.get_close_timeout())));

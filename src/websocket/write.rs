@@ -259,7 +259,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_flush_owed(Side::Write, cx)
+        let this = self.get_mut();
+        // A connection that only sends is judged quiet here (the read path judges
+        // it while it waits).
+        #[cfg(feature = "deflate")]
+        this.poll_hibernation(Side::Write, cx);
+        this.poll_flush_owed(Side::Write, cx)
     }
 
     /// Starts the close handshake with 1000 (normal) if it has not started, and
