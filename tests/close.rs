@@ -478,3 +478,72 @@ async fn every_failure_close_says_why_in_its_reason() {
         );
     }
 }
+
+/// A socket the peer has reset: `input` can still be read, then the end of input;
+/// the first write meets the reset (reported once, as the system does), later
+/// ones a broken pipe.
+struct ResetSocket {
+    input: Vec<u8>,
+    reset_reported: bool,
+}
+
+impl tokio::io::AsyncRead for ResetSocket {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = buf.remaining().min(self.input.len());
+        buf.put_slice(&self.input[..n]);
+        self.input.drain(..n);
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for ResetSocket {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let kind = if std::mem::replace(&mut self.reset_reported, true) {
+            std::io::ErrorKind::BrokenPipe
+        } else {
+            std::io::ErrorKind::ConnectionReset
+        };
+        std::task::Poll::Ready(Err(kind.into()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_reset_met_by_a_write_ahead_of_a_read_is_reported_as_a_reset() {
+    // The read path writes queued large payloads before it reads. The system
+    // reports a reset once: if that write met it, the read after it sees only the
+    // end of input, and the reset must still be what the stream reports.
+    let io = ResetSocket {
+        input: masked_frame(0x82, &vec![7u8; 64 * 1024], [1, 2, 3, 4]),
+        reset_reported: false,
+    };
+    let mut ws = fastws::WebSocket::from_raw_socket(io, fastws::Role::Server, Config::default());
+    let message = ws.next().await.unwrap().unwrap();
+    // Queued, not flushed: the next read writes it out first.
+    ws.feed(message).await.unwrap();
+    match within("the error", ws.next()).await {
+        Some(Err(Error::Io(err))) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
+        other => panic!("expected the reset, got {other:?}"),
+    }
+}

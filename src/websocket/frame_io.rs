@@ -109,6 +109,10 @@ pub(super) struct FrameIo<S> {
     readable: bool,
     /// The transport reported the end of its input.
     eof: bool,
+    /// An error of a write the read path made ahead of the sending side, kept for
+    /// whoever writes or reads next: the system reports a connection reset only
+    /// once, so dropping it would turn a reset into a plain end of input.
+    write_error: Option<io::Error>,
 }
 
 /// A payload that goes out from its own buffer after `after_buffered` more bytes
@@ -135,6 +139,7 @@ impl<S> FrameIo<S> {
             payload_bytes: 0,
             readable,
             eof: false,
+            write_error: None,
         }
     }
 
@@ -268,9 +273,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
                 self.readable = false;
                 if !self.eof {
                     if !self.payloads.is_empty() {
-                        // Errors and a full socket are for the sending side to meet
-                        // on its own flush; this write only gets ahead of it.
-                        let _ = self.poll_write_out(&mut Context::from_waker(write_waker));
+                        // A full socket is for the sending side to meet on its own
+                        // flush, and so is an error (kept for it, or for the next
+                        // read); this write only gets ahead of it.
+                        if let Poll::Ready(Err(error)) =
+                            self.poll_write_out(&mut Context::from_waker(write_waker))
+                        {
+                            self.write_error = Some(error);
+                        }
                     }
                     rewind_if_empty(&mut self.read_buf);
                     self.codec.reserve_for_read(&mut self.read_buf);
@@ -292,6 +302,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
                 return Poll::Ready(Some(Err(cut.into())));
             }
             let read = match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf) {
+                // The end of input after a failed write: the write's error says why.
+                Poll::Ready(Ok(0) | Err(_)) if self.write_error.is_some() => {
+                    return Poll::Ready(Some(Err(self.write_error.take().expect("checked").into())));
+                }
                 Poll::Ready(read) => read?,
                 Poll::Pending => {
                     if self.read_buf.is_empty() {
@@ -315,6 +329,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
     /// Writes the write buffer, and the uncopied payloads between its bytes, to the
     /// transport (without flushing the transport itself).
     pub(super) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(error) = self.write_error.take() {
+            return Poll::Ready(Err(error));
+        }
         while !self.payloads.is_empty() {
             let written = ready!(self.poll_write_vectored(cx))?;
             self.consume_written(written);
