@@ -309,10 +309,11 @@ enum SetBy {
 }
 
 /// The answer a server gives (RFC 7692 §7.1): it echoes the context takeover
-/// parameters either side asked for; a window size appears when the client offered
-/// one, or for the client's window when the server limits it and the client offered
-/// `client_max_window_bits` (fastws always does). A server may use a smaller window
-/// than 15 for itself without saying so.
+/// parameters either side asked for; the server's window appears when the client
+/// offered one; the client's window always does, since fastws clients offer
+/// `client_max_window_bits` and the server's default limits it to 12 bits (a
+/// client's default offer is 12 bits too). A server may use a smaller window than
+/// 15 for itself without saying so.
 fn expected_answer(set_by: SetBy, server_nct: bool, client_nct: bool, bits: u8) -> String {
     let mut answer = String::from("permessage-deflate");
     if server_nct {
@@ -321,12 +322,12 @@ fn expected_answer(set_by: SetBy, server_nct: bool, client_nct: bool, bits: u8) 
     if client_nct {
         answer.push_str("; client_no_context_takeover");
     }
-    if bits < 15 {
-        if let SetBy::ClientOffer = set_by {
-            write!(answer, "; server_max_window_bits={bits}").unwrap();
-        }
-        write!(answer, "; client_max_window_bits={bits}").unwrap();
+    if bits < 15
+        && let SetBy::ClientOffer = set_by
+    {
+        write!(answer, "; server_max_window_bits={bits}").unwrap();
     }
+    write!(answer, "; client_max_window_bits={}", bits.min(12)).unwrap();
     answer
 }
 
@@ -629,7 +630,9 @@ async fn client_compressor_keeps_to_the_window_the_server_sets() {
             frames
         })
         .await;
-        let (mut ws, _) = connect_fastws(addr, Config::default()).await.expect("handshake");
+        // Offering the largest window, so that the server may set any.
+        let config = Config::default().deflate(DeflateConfig::default().client_max_window_bits(15));
+        let (mut ws, _) = connect_fastws(addr, config).await.expect("handshake");
         within("sending", ws.send(Message::binary(probe.clone())))
             .await
             .unwrap();
@@ -1196,8 +1199,12 @@ async fn a_server_that_hibernates_between_messages_keeps_both_streams_valid() {
         Config::default().deflate(DeflateConfig::default().hibernate_after(Some(Duration::from_millis(10))));
     let (addr, server) = start(config, echo).await;
     let (mut client, head) = connect_offering(addr, "permessage-deflate; client_max_window_bits").await;
-    assert!(head.header("sec-websocket-extensions").is_some());
-    let mut compress = Compress::new_with_window_bits(Compression::default(), false, 15);
+    // As a browser does, the client keeps to the window the server answered with.
+    assert_eq!(
+        head.header("sec-websocket-extensions"),
+        Some("permessage-deflate; client_max_window_bits=12")
+    );
+    let mut compress = Compress::new_with_window_bits(Compression::default(), false, 12);
     let mut decompress = flate2::Decompress::new_with_window_bits(false, 15);
     let mut wire = 0;
     let messages: Vec<String> = (0..12).map(|i| json(700 + 150 * i)).collect();

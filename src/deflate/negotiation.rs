@@ -71,7 +71,9 @@ fn window_bits(value: &str) -> Option<u8> {
 /// );
 /// let (params, answer) = negotiate_offer(&headers, &DeflateConfig::default()).unwrap();
 /// assert_eq!(params.server_max_window_bits, 10);
-/// assert_eq!(answer, "permessage-deflate; server_max_window_bits=10");
+/// // Browsers offer a bare `client_max_window_bits`: the default limits it.
+/// assert_eq!(params.client_max_window_bits, 12);
+/// assert_eq!(answer, "permessage-deflate; server_max_window_bits=10; client_max_window_bits=12");
 /// ```
 pub fn negotiate_offer(headers: &HeaderMap, config: &DeflateConfig) -> Option<(DeflateParams, String)> {
     if !config.enabled {
@@ -147,8 +149,8 @@ fn accept_offer(params: &[(&str, Option<&str>)], config: &DeflateConfig) -> Opti
 /// use fastws::deflate::negotiation::client_offer;
 /// assert_eq!(
 ///     client_offer(&DeflateConfig::default()),
-///     "permessage-deflate; client_max_window_bits, \
-///      permessage-deflate; client_no_context_takeover; client_max_window_bits"
+///     "permessage-deflate; client_max_window_bits=12, \
+///      permessage-deflate; client_no_context_takeover; client_max_window_bits=12"
 /// );
 /// ```
 pub fn client_offer(config: &DeflateConfig) -> String {
@@ -282,13 +284,21 @@ mod tests {
             assert_eq!(params.server_max_window_bits, bits);
             assert_eq!(answer, offer);
 
+            // The default limits the client's window to 12 bits.
             let offer = format!("permessage-deflate; client_max_window_bits={bits}");
             let (params, answer) = server(&offer, &config).unwrap();
-            assert_eq!(params.client_max_window_bits, bits);
-            assert_eq!(answer, offer);
+            assert_eq!(params.client_max_window_bits, bits.min(12));
+            assert_eq!(
+                answer,
+                format!("permessage-deflate; client_max_window_bits={}", bits.min(12))
+            );
         }
 
         let (params, answer) = server("permessage-deflate; client_max_window_bits", &config).unwrap();
+        assert_eq!(params.client_max_window_bits, 12);
+        assert_eq!(answer, "permessage-deflate; client_max_window_bits=12");
+        let unlimited = DeflateConfig::default().client_max_window_bits(15);
+        let (params, answer) = server("permessage-deflate; client_max_window_bits", &unlimited).unwrap();
         assert_eq!(params.client_max_window_bits, 15);
         assert_eq!(answer, "permessage-deflate");
         let limited = DeflateConfig::default().client_max_window_bits(10);

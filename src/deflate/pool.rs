@@ -12,9 +12,12 @@ use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress};
 
-/// The most spare contexts of each kind a thread keeps: one per distinct setting
-/// in use, and settings rarely differ between the connections of one server.
-const MAX_SPARE: usize = 4;
+/// The most spare contexts of one setting a thread keeps.
+const MAX_SPARE_PER_SETTING: usize = 2;
+
+/// The most spare contexts of each kind a thread keeps, all settings together:
+/// settings rarely differ between the connections of one server.
+const MAX_SPARE: usize = 8;
 
 /// A compressor's settings: contexts are only lent to connections that use the
 /// same ones.
@@ -41,7 +44,8 @@ pub(crate) fn take_compressor(settings: CompressSettings) -> Compress {
 }
 
 /// Resets `compress` and keeps it for the next connection on this thread that
-/// compresses with `settings` (dropped if the thread already keeps enough).
+/// compresses with `settings` (dropped if the thread already keeps enough:
+/// [`MAX_SPARE_PER_SETTING`] of a setting, [`MAX_SPARE`] in all).
 pub(crate) fn give_back_compressor(settings: CompressSettings, mut compress: Compress) {
     compress.reset();
     let _ = SPARE_COMPRESSORS.try_with(|spares| keep(&mut spares.borrow_mut(), settings, compress));
@@ -68,8 +72,9 @@ fn take_matching<K: PartialEq, T>(spares: &mut Vec<(K, T)>, key: &K) -> Option<T
     Some(spares.swap_remove(at).1)
 }
 
-fn keep<K, T>(spares: &mut Vec<(K, T)>, key: K, context: T) {
-    if spares.len() < MAX_SPARE {
+fn keep<K: PartialEq, T>(spares: &mut Vec<(K, T)>, key: K, context: T) {
+    let same = spares.iter().filter(|(settings, _)| *settings == key).count();
+    if same < MAX_SPARE_PER_SETTING && spares.len() < MAX_SPARE {
         spares.push((key, context));
     }
 }
@@ -108,12 +113,16 @@ mod tests {
 
     #[test]
     fn a_thread_keeps_a_bounded_number_of_spares() {
-        for _ in 0..2 * MAX_SPARE {
+        for _ in 0..4 {
             give_back_decompressor(15, Decompress::new_with_window_bits(false, 15));
         }
-        assert_eq!(
-            SPARE_DECOMPRESSORS.with(|spares| spares.borrow().len()),
-            MAX_SPARE
-        );
+        let spares = || SPARE_DECOMPRESSORS.with(|spares| spares.borrow().len());
+        assert_eq!(spares(), MAX_SPARE_PER_SETTING);
+        for bits in 9..=15 {
+            for _ in 0..2 {
+                give_back_decompressor(bits, Decompress::new_with_window_bits(false, bits));
+            }
+        }
+        assert_eq!(spares(), MAX_SPARE);
     }
 }
