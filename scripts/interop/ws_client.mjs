@@ -3,7 +3,10 @@
 // Connects with Node's ws (permessage-deflate on, every message compressed), sends
 // the messages of messages.mjs one at a time, requires each echo to come back byte
 // for byte with the same type, and requires permessage-deflate to have been
-// negotiated. Exits 0 on success, 1 on any failure or after 30 s.
+// negotiated. Half-way it pauses for longer than fastws's default hibernate_after
+// (1 s), so the server's zlib contexts hibernate and the messages after it travel
+// on contexts primed with the history while ws's never paused. Exits 0 on success,
+// 1 on any failure or after 30 s.
 import WebSocket from 'ws';
 import { messages } from './messages.mjs';
 
@@ -22,6 +25,9 @@ setTimeout(() => fail('timed out after 30 s'), 30_000);
 
 const expected = messages();
 let next = 0;
+// After this many echoes, a pause the server's contexts hibernate in.
+const pauseAt = Math.floor(expected.length / 2);
+const pauseMs = 1500;
 const ws = new WebSocket(url, { perMessageDeflate: { threshold: 0 } });
 
 ws.on('upgrade', (response) => {
@@ -49,7 +55,10 @@ ws.on('message', (data, isBinary) => {
     fail(`message ${next}: echo of ${want.data.length} bytes differs (got ${data.length} bytes)`);
   }
   next += 1;
-  if (next < expected.length) {
+  if (next === pauseAt) {
+    console.log(`ws_client: pausing ${pauseMs} ms after ${next} messages (the server hibernates)`);
+    setTimeout(send, pauseMs);
+  } else if (next < expected.length) {
     send();
   } else {
     ws.close(1000, 'done');
