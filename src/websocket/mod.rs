@@ -128,6 +128,9 @@ pub struct WebSocket<S> {
     /// connection has been quiet this long, they hibernate.
     #[cfg(feature = "deflate")]
     hibernation: Option<timers::Timer>,
+    /// When the zlib contexts last hibernated.
+    #[cfg(feature = "deflate")]
+    hibernated_at: Option<tokio::time::Instant>,
 }
 
 /// What the opening handshake negotiated beyond the base protocol.
@@ -234,6 +237,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             deflater,
             #[cfg(feature = "deflate")]
             hibernation: None,
+            #[cfg(feature = "deflate")]
+            hibernated_at: None,
             config,
             close: CloseState::Open,
             reading: ReadState::Reading,
