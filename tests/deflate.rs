@@ -310,10 +310,10 @@ enum SetBy {
 
 /// The answer a server gives (RFC 7692 §7.1): it echoes the context takeover
 /// parameters either side asked for; the server's window appears when the client
-/// offered one; the client's window always does, since fastws clients offer
-/// `client_max_window_bits` and the server's default limits it to 12 bits (a
-/// client's default offer is 12 bits too). A server may use a smaller window than
-/// 15 for itself without saying so.
+/// offered one. fastws clients always offer `client_max_window_bits`: a server at
+/// its defaults limits it to 12 bits, one configured with a window limits it to
+/// that (15 is no limit). A server may use a smaller window than 15 for itself
+/// without saying so.
 fn expected_answer(set_by: SetBy, server_nct: bool, client_nct: bool, bits: u8) -> String {
     let mut answer = String::from("permessage-deflate");
     if server_nct {
@@ -327,7 +327,11 @@ fn expected_answer(set_by: SetBy, server_nct: bool, client_nct: bool, bits: u8) 
     {
         write!(answer, "; server_max_window_bits={bits}").unwrap();
     }
-    write!(answer, "; client_max_window_bits={}", bits.min(12)).unwrap();
+    match set_by {
+        SetBy::ClientOffer => write!(answer, "; client_max_window_bits={}", bits.min(12)).unwrap(),
+        SetBy::ServerConfig if bits < 15 => write!(answer, "; client_max_window_bits={bits}").unwrap(),
+        SetBy::ServerConfig => {}
+    }
     answer
 }
 

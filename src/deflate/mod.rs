@@ -43,11 +43,13 @@ pub struct DeflateConfig {
     pub(crate) server_no_context_takeover: bool,
     pub(crate) client_no_context_takeover: bool,
     pub(crate) server_max_window_bits: u8,
-    pub(crate) client_max_window_bits: u8,
+    /// `None`: the defaults of each role (see [`DeflateConfig::client_max_window_bits`]).
+    pub(crate) client_max_window_bits: Option<u8>,
     pub(crate) hibernate_after: Option<Duration>,
 }
 
-/// The default of [`DeflateConfig::client_max_window_bits`]: a 4 KiB window.
+/// The window a server asks of a client that offers `client_max_window_bits`
+/// unless [`DeflateConfig::client_max_window_bits`] says otherwise: 4 KiB.
 /// Measured on 1 KiB JSON messages under context takeover (level 6), the wire
 /// ratio is the same as with 32 KiB (0.175 against 0.179), and a hibernating
 /// server keeps 4 KiB of the client's history instead of 32.
@@ -64,8 +66,8 @@ pub const DEFAULT_HIBERNATE_AFTER: Duration = Duration::from_millis(100);
 
 impl Default for DeflateConfig {
     /// Enabled, level 6, every message compressed, context takeover on both sides,
-    /// a 15-bit window for the server's compressor and a 12-bit one for the
-    /// client's, contexts hibernating after 100 ms of quiet.
+    /// a 15-bit window for the server's compressor, a 12-bit one asked of clients
+    /// that offer to be limited, contexts hibernating after 100 ms of quiet.
     fn default() -> DeflateConfig {
         DeflateConfig {
             enabled: true,
@@ -74,7 +76,7 @@ impl Default for DeflateConfig {
             server_no_context_takeover: false,
             client_no_context_takeover: false,
             server_max_window_bits: 15,
-            client_max_window_bits: DEFAULT_CLIENT_MAX_WINDOW_BITS,
+            client_max_window_bits: None,
             hibernate_after: Some(DEFAULT_HIBERNATE_AFTER),
         }
     }
@@ -155,11 +157,25 @@ impl DeflateConfig {
         self.hibernate_after
     }
 
-    /// The largest window (8–15 bits, clamped) the client's compressor may use
-    /// (default 12). A server asks it of a client that offers
-    /// `client_max_window_bits`, as browsers do; a client offers it.
+    /// The largest window (8–15 bits, clamped) the client's compressor may use.
+    /// A server asks it of a client that offers `client_max_window_bits`; a
+    /// client offers it. By default a server asks 12 bits
+    /// ([`DEFAULT_CLIENT_MAX_WINDOW_BITS`]) of a client that offers the parameter,
+    /// as browsers do, and a client offers the parameter without a value (any
+    /// window the server sets, up to 15 bits).
     pub fn client_max_window_bits(mut self, bits: u8) -> DeflateConfig {
-        self.client_max_window_bits = bits.clamp(8, 15);
+        self.client_max_window_bits = Some(bits.clamp(8, 15));
         self
+    }
+
+    /// The window a server asks of a client that offers to be limited.
+    pub(crate) fn client_window_limit(&self) -> u8 {
+        self.client_max_window_bits
+            .unwrap_or(DEFAULT_CLIENT_MAX_WINDOW_BITS)
+    }
+
+    /// The largest window a client offers to compress with.
+    pub(crate) fn client_window_offer(&self) -> u8 {
+        self.client_max_window_bits.unwrap_or(15)
     }
 }

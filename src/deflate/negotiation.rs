@@ -129,7 +129,7 @@ fn accept_offer(params: &[(&str, Option<&str>)], config: &DeflateConfig) -> Opti
     }
     // The client's window may only be limited if it offered to be (RFC 7692 §7.1.2.2).
     if let Some(offered) = client_bits_offered {
-        let limit = config.client_max_window_bits.min(offered.unwrap_or(15));
+        let limit = config.client_window_limit().min(offered.unwrap_or(15));
         if limit < 15 || offered.is_some() {
             agreed.client_max_window_bits = limit;
             answer.push_str(&format!("; client_max_window_bits={limit}"));
@@ -149,8 +149,8 @@ fn accept_offer(params: &[(&str, Option<&str>)], config: &DeflateConfig) -> Opti
 /// use fastws::deflate::negotiation::client_offer;
 /// assert_eq!(
 ///     client_offer(&DeflateConfig::default()),
-///     "permessage-deflate; client_max_window_bits=12, \
-///      permessage-deflate; client_no_context_takeover; client_max_window_bits=12"
+///     "permessage-deflate; client_max_window_bits, \
+///      permessage-deflate; client_no_context_takeover; client_max_window_bits"
 /// );
 /// ```
 pub fn client_offer(config: &DeflateConfig) -> String {
@@ -178,8 +178,8 @@ fn offer_element(config: &DeflateConfig) -> String {
         ));
     }
     offer.push_str("; client_max_window_bits");
-    if config.client_max_window_bits < 15 {
-        offer.push_str(&format!("={}", config.client_max_window_bits));
+    if config.client_window_offer() < 15 {
+        offer.push_str(&format!("={}", config.client_window_offer()));
     }
     offer
 }
@@ -206,7 +206,7 @@ pub fn check_answer(
         server_no_context_takeover: false,
         client_no_context_takeover: config.client_no_context_takeover,
         server_max_window_bits: 15,
-        client_max_window_bits: config.client_max_window_bits,
+        client_max_window_bits: config.client_window_offer(),
     };
     let mut seen = Vec::with_capacity(params.len());
     for &(name, value) in params {
@@ -227,7 +227,7 @@ pub fn check_answer(
             }
             ("client_max_window_bits", Some(value)) => {
                 let bits = window_bits(value).ok_or(invalid)?;
-                if bits > config.client_max_window_bits {
+                if bits > config.client_window_offer() {
                     return Err("client_max_window_bits in the answer exceeds the offer");
                 }
                 agreed.client_max_window_bits = bits;
