@@ -103,19 +103,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if !self.close.can_send() && !before_close {
             self.owed_pong = None;
         }
-        let room = self.frames.is_empty() || self.frames.has_room(self.config.get_write_buffer_size());
-        if room || before_close {
-            if let Some(payload) = self.owed_pong.take() {
-                self.encode_frame(Frame::pong(payload))?;
-                self.superseded_pings = 0;
-                queued = true;
-            }
+        if self.owed_pong.is_some() && (before_close || self.has_room_for_control()) {
+            let payload = self.owed_pong.take().expect("checked");
+            self.encode_frame(Frame::pong(payload))?;
+            self.superseded_pings = 0;
+            queued = true;
         }
         if let Some(frame) = self.owed_close.take() {
             self.encode_frame(frame)?;
             queued = true;
         }
         Ok(queued)
+    }
+
+    /// Whether an owed pong may go into the write buffer: it is under its limit
+    /// (or empty, whatever the limit).
+    fn has_room_for_control(&self) -> bool {
+        self.frames.is_empty() || self.frames.has_room(self.config.get_write_buffer_size())
     }
 
     /// Queues owed frames and flushes the write buffer, until a pong that waited
