@@ -358,44 +358,24 @@ mod tests {
         ));
     }
 
+    /// Feeds `frame`, which must be accepted without completing a message.
+    fn assert_pending(assembler: &mut MessageAssembler, frame: Frame) {
+        assert!(assembler.push(frame).unwrap().is_none());
+    }
+
     #[test]
     fn fragment_limit_counts_every_frame_of_a_message() {
         let mut assembler = MessageAssembler::new(1024, 3);
-        assert!(
-            assembler
-                .push(Frame::binary("a").with_fin(false))
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            assembler
-                .push(Frame::continuation("").with_fin(false))
-                .unwrap()
-                .is_none()
-        );
+        assert_pending(&mut assembler, Frame::binary("a").with_fin(false));
+        assert_pending(&mut assembler, Frame::continuation("").with_fin(false));
         assert_eq!(
             assembler.push(Frame::continuation("b")).unwrap(),
             Some(Message::binary("ab"))
         );
         // The count starts again with each message; empty fragments count too.
-        assert!(
-            assembler
-                .push(Frame::text("x").with_fin(false))
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            assembler
-                .push(Frame::continuation("").with_fin(false))
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            assembler
-                .push(Frame::continuation("").with_fin(false))
-                .unwrap()
-                .is_none()
-        );
+        assert_pending(&mut assembler, Frame::text("x").with_fin(false));
+        assert_pending(&mut assembler, Frame::continuation("").with_fin(false));
+        assert_pending(&mut assembler, Frame::continuation("").with_fin(false));
         assert!(matches!(
             assembler.push(Frame::continuation("").with_fin(false)),
             Err(Error::TooManyFragments { max: 3 })

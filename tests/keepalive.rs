@@ -71,9 +71,7 @@ async fn silent_peer_gets_a_ping_then_the_keepalive_timeout_closes_the_connectio
     assert_eq!(ping.opcode(), OpCode::Ping, "{ping:?}");
     // Answer nothing; the server gives up, says why, and closes TCP without
     // waiting for an answer.
-    let close = recv(&mut client).await;
-    assert_eq!(close_code(&close), Some(1001));
-    assert_eq!(close_reason(&close), "keepalive timeout: no answer to ping");
+    expect_close_with(&mut client, 1001, "keepalive timeout: no answer to ping").await;
     expect_eof(&mut client).await;
 
     let (started, first, failed_at, ended) = finish(server).await.expect("server result");
@@ -209,9 +207,7 @@ async fn silent_peer_gets_an_idle_timeout_between_one_and_two_timeouts() {
 
     // No ping; a close frame that says why, then the end, without waiting for an
     // answer.
-    let close = recv(&mut client).await;
-    assert_eq!(close_code(&close), Some(1001));
-    assert_eq!(close_reason(&close), "idle timeout");
+    expect_close_with(&mut client, 1001, "idle timeout").await;
     expect_eof(&mut client).await;
     let (started, seen) = finish(server).await.expect("server result");
     let [(failed_at, item)] = &seen[..] else {

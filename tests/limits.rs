@@ -25,9 +25,7 @@ async fn frame_over_max_frame_size_is_closed_with_1009_from_its_header_alone() {
     tcp.write_all(&header).await.expect("write header");
     tcp.flush().await.expect("flush");
 
-    let close = recv(&mut client).await;
-    assert_eq!(close_code(&close), Some(1009));
-    assert_eq!(close_reason(&close), "frame too large");
+    expect_close_with(&mut client, 1009, "frame too large").await;
     expect_eof(&mut client).await;
     let result = finish(server).await;
     assert!(
@@ -84,9 +82,7 @@ async fn message_over_max_message_size_is_closed_with_1009_at_the_fragment_that_
     // 600 + 600 > 1000: this fragment crosses the limit; no final fragment follows.
     send(&mut client, Frame::continuation(vec![2u8; 600]).with_fin(false)).await;
 
-    let close = recv(&mut client).await;
-    assert_eq!(close_code(&close), Some(1009));
-    assert_eq!(close_reason(&close), "message too big");
+    expect_close_with(&mut client, 1009, "message too big").await;
     expect_eof(&mut client).await;
     let result = finish(server).await;
     assert!(
@@ -125,9 +121,7 @@ async fn message_in_more_fragments_than_max_fragments_is_closed_with_1009() {
     assert_eq!(recv(&mut client).await, Frame::pong("still open?"));
     send(&mut client, Frame::continuation("").with_fin(false)).await;
 
-    let close = recv(&mut client).await;
-    assert_eq!(close_code(&close), Some(1009));
-    assert_eq!(close_reason(&close), "message too big: too many fragments");
+    expect_close_with(&mut client, 1009, "message too big: too many fragments").await;
     expect_eof(&mut client).await;
     let result = finish(server).await;
     assert!(

@@ -256,6 +256,14 @@ pub fn close_reason(frame: &Frame) -> &str {
     std::str::from_utf8(frame.payload().get(2..).unwrap_or_default()).expect("a UTF-8 close reason")
 }
 
+/// Receives the next frame and requires it to be a close frame with `code` and
+/// `reason`.
+pub async fn expect_close_with(client: &mut Client, code: u16, reason: &str) {
+    let close = recv(client).await;
+    assert_eq!(close_code(&close), Some(code), "{close:?}");
+    assert_eq!(close_reason(&close), reason);
+}
+
 /// Receives the next frame, requires it to be a close frame, returns its code.
 pub async fn expect_close(client: &mut Client) -> Option<u16> {
     let frame = recv(client).await;
