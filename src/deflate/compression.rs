@@ -10,6 +10,7 @@ use bytes::Bytes;
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::DeflateConfig;
+use super::held::Held;
 use super::history::History;
 use super::negotiation::DeflateParams;
 use super::pool::{self, CompressSettings};
@@ -33,14 +34,8 @@ const PRIMED_HISTORY_BITS: u8 = 12;
 /// Compresses outgoing messages.
 #[derive(Debug)]
 pub(crate) struct Deflater {
-    /// `None` until a message needs it, between messages without context
-    /// takeover, and while hibernating.
-    compress: Option<Compress>,
+    compress: Held<Compress>,
     settings: CompressSettings,
-    /// With context takeover: what the peer's decompressor may still refer back to.
-    history: Option<History>,
-    /// A message is being compressed in parts and has not ended.
-    in_message: bool,
     parts_compressed: u64,
     min_size: usize,
 }
@@ -48,14 +43,8 @@ pub(crate) struct Deflater {
 /// Decompresses incoming messages.
 #[derive(Debug)]
 pub(crate) struct Inflater {
-    /// `None` until a compressed message arrives, between messages without context
-    /// takeover, and while hibernating.
-    decompress: Option<Decompress>,
+    decompress: Held<Decompress>,
     window_bits: u8,
-    /// With context takeover: what the peer's compressor may still refer back to.
-    history: Option<History>,
-    /// A compressed message is arriving and has not ended.
-    in_message: bool,
 }
 
 /// The compressor and decompressor for `role` under the agreed `params`. Neither
@@ -78,10 +67,8 @@ pub(crate) fn for_role(params: &DeflateParams, role: Role, config: &DeflateConfi
         window_bits: ours.1.max(9),
     };
     let deflater = Deflater {
-        compress: None,
+        compress: Held::new((!ours.0).then(|| History::new(settings.window_bits.min(PRIMED_HISTORY_BITS)))),
         settings,
-        history: (!ours.0).then(|| History::new(settings.window_bits.min(PRIMED_HISTORY_BITS))),
-        in_message: false,
         parts_compressed: 0,
         min_size: config.min_size,
     };
@@ -89,10 +76,8 @@ pub(crate) fn for_role(params: &DeflateParams, role: Role, config: &DeflateConfi
     // the decompressor's window need be no larger; zlib's raw inflate takes 9 to 15.
     let window_bits = theirs.1.clamp(9, 15);
     let inflater = Inflater {
-        decompress: None,
+        decompress: Held::new((!theirs.0).then(|| History::new(window_bits))),
         window_bits,
-        history: (!theirs.0).then(|| History::new(window_bits)),
-        in_message: false,
     };
     (deflater, inflater)
 }
@@ -112,7 +97,7 @@ impl Deflater {
     /// with a sync flush, so each fragment can go out at once; the last part lacks
     /// the trailing `00 00 ff ff` (RFC 7692 §7.2.1) and ends the message.
     pub(crate) fn compress_part(&mut self, payload: &[u8], last: bool) -> Result<Bytes, Error> {
-        self.in_message = !last;
+        self.compress.in_message = !last;
         self.parts_compressed += 1;
         if payload.is_empty() {
             // zlib answers a sync flush without new input with nothing at all, and an
@@ -128,20 +113,15 @@ impl Deflater {
             });
         }
         let settings = self.settings;
-        let compress = match &mut self.compress {
-            Some(compress) => compress,
-            empty => {
-                let mut compress = pool::take_compressor(settings);
-                if let Some(history) = self.history.as_mut().filter(|history| !history.is_empty()) {
-                    // RFC 7692 §7.2.1: back-references may reach into earlier
-                    // messages; primed with them, the fresh context may use them.
-                    compress
-                        .set_dictionary(history.as_slice())
-                        .map_err(|err| Error::Io(std::io::Error::other(err)))?;
-                }
-                empty.insert(compress)
-            }
-        };
+        let (compress, history) = self.compress.get_or_wake(
+            || pool::take_compressor(settings),
+            |compress, history| {
+                compress
+                    .set_dictionary(history)
+                    .map(drop)
+                    .map_err(|err| Error::Io(std::io::Error::other(err)))
+            },
+        )?;
         let mut out = Vec::with_capacity(payload.len() / 2 + 64);
         let start_in = compress.total_in();
         loop {
@@ -157,7 +137,7 @@ impl Deflater {
             out.reserve(out.capacity().max(64));
         }
         debug_assert!(out.ends_with(&TAIL));
-        if let Some(history) = &mut self.history {
+        if let Some(history) = history {
             history.record(payload);
         }
         if last {
@@ -167,15 +147,10 @@ impl Deflater {
         Ok(Bytes::from(out))
     }
 
-    /// A message ended: without context takeover the next one starts afresh, so
-    /// the context goes back to the thread.
     fn end_message(&mut self) {
-        self.in_message = false;
-        if self.history.is_none()
-            && let Some(compress) = self.compress.take()
-        {
-            pool::give_back_compressor(self.settings, compress);
-        }
+        let settings = self.settings;
+        self.compress
+            .end_message(|compress| pool::give_back_compressor(settings, compress));
     }
 
     /// Gives the zlib context back to the thread, keeping only the history the
@@ -183,21 +158,14 @@ impl Deflater {
     /// Does nothing in the middle of a message. Returns whether it let go of a
     /// context.
     pub(crate) fn hibernate(&mut self) -> bool {
-        if self.in_message {
-            return false;
-        }
-        match self.compress.take() {
-            Some(compress) => {
-                pool::give_back_compressor(self.settings, compress);
-                true
-            }
-            None => false,
-        }
+        let settings = self.settings;
+        self.compress
+            .hibernate(|compress| pool::give_back_compressor(settings, compress))
     }
 
     /// Whether a zlib context is held (between messages only with context takeover).
     pub(crate) fn holds_context(&self) -> bool {
-        self.compress.is_some()
+        self.compress.context.is_some()
     }
 
     /// How many message parts were compressed so far: activity, for hibernation.
@@ -208,7 +176,7 @@ impl Deflater {
 
 impl Drop for Deflater {
     fn drop(&mut self) {
-        if let Some(compress) = self.compress.take() {
+        if let Some(compress) = self.compress.context.take() {
             pool::give_back_compressor(self.settings, compress);
         }
     }
@@ -225,21 +193,17 @@ impl Inflater {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), Error> {
-        self.in_message = !fin;
+        self.decompress.in_message = !fin;
         let window_bits = self.window_bits;
-        let decompress = match &mut self.decompress {
-            Some(decompress) => decompress,
-            empty => {
-                let mut decompress = pool::take_decompressor(window_bits);
-                if let Some(history) = self.history.as_mut().filter(|history| !history.is_empty()) {
-                    decompress
-                        .set_dictionary(history.as_slice())
-                        .map_err(|_| ProtocolError::InvalidCompressedData)?;
-                }
-                empty.insert(decompress)
-            }
-        };
-        let mut history = self.history.as_mut();
+        let (decompress, mut history) = self.decompress.get_or_wake(
+            || pool::take_decompressor(window_bits),
+            |decompress, history| {
+                decompress
+                    .set_dictionary(history)
+                    .map(drop)
+                    .map_err(|_| ProtocolError::InvalidCompressedData.into())
+            },
+        )?;
         let inflated =
             Self::inflate_all(decompress, history.as_deref_mut(), payload, out, max).and_then(|()| {
                 if fin {
@@ -257,33 +221,26 @@ impl Inflater {
     /// takeover the context goes back to the thread. A failed context is dropped:
     /// its state is whatever the bad input left.
     fn end_message(&mut self, failed: bool) {
-        self.in_message = false;
         if failed {
-            self.decompress = None;
-        } else if self.history.is_none()
-            && let Some(decompress) = self.decompress.take()
-        {
-            pool::give_back_decompressor(self.window_bits, decompress);
+            self.decompress.in_message = false;
+            self.decompress.context = None;
+        } else {
+            let window_bits = self.window_bits;
+            self.decompress
+                .end_message(|decompress| pool::give_back_decompressor(window_bits, decompress));
         }
     }
 
     /// As [`Deflater::hibernate`], for the decompressor.
     pub(crate) fn hibernate(&mut self) -> bool {
-        if self.in_message {
-            return false;
-        }
-        match self.decompress.take() {
-            Some(decompress) => {
-                pool::give_back_decompressor(self.window_bits, decompress);
-                true
-            }
-            None => false,
-        }
+        let window_bits = self.window_bits;
+        self.decompress
+            .hibernate(|decompress| pool::give_back_decompressor(window_bits, decompress))
     }
 
     /// Whether a zlib context is held (between messages only with context takeover).
     pub(crate) fn holds_context(&self) -> bool {
-        self.decompress.is_some()
+        self.decompress.context.is_some()
     }
 
     /// Inflates all of `input` into `out`, recording what it inflates in `history`.
@@ -339,7 +296,7 @@ impl Inflater {
 
 impl Drop for Inflater {
     fn drop(&mut self) {
-        if let Some(decompress) = self.decompress.take() {
+        if let Some(decompress) = self.decompress.context.take() {
             pool::give_back_decompressor(self.window_bits, decompress);
         }
     }

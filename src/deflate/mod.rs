@@ -7,6 +7,7 @@
 //! - `compression`: the data path, a compressor and a decompressor per
 //!   connection, created on first use, kept across messages or given back after
 //!   each one as negotiated.
+//! - `held`: a context held only while messages need it, and its history.
 //! - `history`: what a context-takeover stream may refer back to, kept while the
 //!   contexts hibernate.
 //! - `pool`: the zlib contexts a thread keeps between the messages that need them.
@@ -14,6 +15,7 @@
 use std::time::Duration;
 
 pub(crate) mod compression;
+mod held;
 mod history;
 pub mod negotiation;
 mod pool;
