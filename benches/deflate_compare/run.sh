@@ -24,22 +24,8 @@ SETTLE=${SETTLE:-3}
 SERVERS=${SERVERS:-"fastws ws ws_frugal websockets websockets_frugal gorilla gorilla_frugal"}
 HOLD=120 # the load generator exits by itself after this many seconds
 
-# --- install and build --------------------------------------------------------------
-if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/github.com/gorilla/websocket ]; then
-    echo "run.sh: installing golang-go and golang-github-gorilla-websocket-dev" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-github-gorilla-websocket-dev >&2
-fi
-[ -d node/node_modules/ws ] || (cd node && npm ci --no-audit --no-fund >&2)
-if [ ! -x target/venv/bin/python ]; then
-    python3 -m venv target/venv
-    target/venv/bin/pip install -q -r python/requirements.txt >&2
-fi
-(cd "$root" && nice -n 10 cargo build -q --release --example echo_server)
-nice -n 10 cargo build -q --release
-mkdir -p target/bin
-(cd go && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$here/target/gocache" \
-    nice -n 10 go build -o ../target/bin/gorilla_echo echo_server.go)
+# shellcheck source=common.sh
+source common.sh
 LOAD=target/release/deflate_idle
 
 # One descriptor per connection on each side, plus some.
@@ -49,27 +35,8 @@ tmp=$(mktemp -d)
 # Every cell's generator output and server stderr stay for a look afterwards.
 logs=target/logs/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$logs"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    pids=()
-}
 trap 'cleanup; rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
-
-server_cmd() { # name addr
-    case $1 in
-    fastws) echo "$root/target/release/examples/echo_server $2" ;;
-    ws) echo "node node/echo_server.js $2 default" ;;
-    ws_frugal) echo "node node/echo_server.js $2 frugal" ;;
-    websockets) echo "target/venv/bin/python python/echo_server.py $2 default" ;;
-    websockets_frugal) echo "target/venv/bin/python python/echo_server.py $2 frugal" ;;
-    gorilla) echo "target/bin/gorilla_echo $2 default" ;;
-    gorilla_frugal) echo "target/bin/gorilla_echo $2 frugal" ;;
-    *) echo "run.sh: unknown server $1" >&2; exit 2 ;;
-    esac
-}
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
@@ -80,16 +47,8 @@ for round in $(seq "$ROUNDS"); do
     for m in $MS; do
         for server in $SERVERS; do
             PORT=$((PORT + 1))
-            # shellcheck disable=SC2046 # the command is words on purpose
             cell="$logs/$server-M$m-r$round"
-            taskset -c 0 $(server_cmd "$server" "127.0.0.1:$PORT") >"$cell.server" 2>&1 &
-            server_pid=$!
-            pids+=("$server_pid")
-            for _ in $(seq 100); do
-                ss -Hltn "sport = :$PORT" | grep -q . && break
-                sleep 0.1
-            done
-            sleep 0.5
+            start_server "$server" "$PORT" "$cell.server"
             before=$(rss_kib "$server_pid")
             taskset -c 1 "$LOAD" --addr "127.0.0.1:$PORT" -n "$N" -m "$m" --hold "$HOLD" \
                 >"$cell.out" 2>"$cell.err" &
