@@ -417,13 +417,14 @@ impl Encoder<Frame> for WsCodec {
     ///
     /// # Errors
     ///
-    /// A control frame with a payload over 125 bytes or with FIN clear is refused with
-    /// [`Error::Protocol`]: RFC 6455 §5.5 forbids sending one.
+    /// A control frame with a payload over 125 bytes is refused with
+    /// [`Error::ControlPayloadTooLong`], one with FIN clear with [`Error::Protocol`]:
+    /// RFC 6455 §5.5 forbids sending either.
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), Error> {
         let payload = frame.payload();
         if frame.opcode().is_control() {
             if payload.len() > MAX_CONTROL_PAYLOAD {
-                return Err(ProtocolError::ControlFrameTooLong(payload.len() as u64).into());
+                return Err(Error::ControlPayloadTooLong { len: payload.len() });
             }
             if !frame.is_fin() {
                 return Err(ProtocolError::FragmentedControlFrame.into());

@@ -18,6 +18,7 @@ pub const DEFAULT_MAX_FRAGMENTS: usize = 1 << 17;
 /// assert_eq!(config.get_max_message_size(), 1 << 20);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[doc(alias = "WebSocketConfig")]
 pub struct Config {
     max_frame_size: usize,
     max_message_size: usize,

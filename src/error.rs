@@ -20,6 +20,7 @@ pub enum Error {
     /// The peer broke a framing or protocol rule (close 1002).
     Protocol(ProtocolError),
     /// A text message or close reason was not valid UTF-8 (close 1007).
+    #[doc(alias = "Utf8")]
     InvalidUtf8,
     /// A frame's declared payload length exceeds the configured maximum (close 1009).
     FrameTooLarge {
@@ -29,6 +30,7 @@ pub enum Error {
         max: usize,
     },
     /// A message grew past the configured maximum while it arrived (close 1009).
+    #[doc(alias = "Capacity")]
     MessageTooLarge {
         /// The size the message reached, at least.
         len: usize,
@@ -61,6 +63,7 @@ pub enum Error {
     Tls(io::Error),
     /// The WebSocket is closed: a message was sent after a close frame, or the
     /// connection ended.
+    #[doc(alias = "AlreadyClosed")]
     ConnectionClosed,
     /// The peer did not complete the close handshake within the configured timeout.
     CloseTimeout,
@@ -72,6 +75,17 @@ pub enum Error {
     /// ([`Config::idle_timeout`](crate::Config::idle_timeout); close 1001, sent
     /// without waiting for an answer).
     IdleTimeout,
+    /// This side asked to send a close code that may not appear on the wire
+    /// ([`CloseCode::is_allowed_on_wire`]): our mistake, not the peer's. Nothing was
+    /// sent and the connection is unaffected.
+    UnsendableCloseCode(CloseCode),
+    /// This side asked to send a control message (ping, pong, close) with more than
+    /// 125 bytes of payload (RFC 6455 §5.5): our mistake, not the peer's. Nothing
+    /// was sent and the connection is unaffected.
+    ControlPayloadTooLong {
+        /// The payload length asked for (for a close, code and reason together).
+        len: usize,
+    },
 }
 
 impl Error {
@@ -140,6 +154,41 @@ impl Error {
         matches!(self, Error::Io(_))
     }
 
+    /// Whether the peer went away without a close handshake: the connection was
+    /// reset, or it ended (in the middle of a frame or between frames) without a
+    /// close frame. The usual way a browser tab or a mobile client disappears;
+    /// log it as a disconnect, not as a failure. (tokio-tungstenite reports the same
+    /// as `Protocol(ResetWithoutClosingHandshake)` or an I/O error.)
+    ///
+    /// ```
+    /// use std::io;
+    /// let eof = fastws::Error::from(io::Error::from(io::ErrorKind::UnexpectedEof));
+    /// assert!(eof.is_disconnect());
+    /// assert!(!fastws::Error::InvalidUtf8.is_disconnect());
+    /// ```
+    pub fn is_disconnect(&self) -> bool {
+        match self {
+            Error::Io(err) => matches!(
+                err.kind(),
+                io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether this side misused the API: asked to send what may not be sent
+    /// ([`Error::UnsendableCloseCode`], [`Error::ControlPayloadTooLong`]). The
+    /// connection is unaffected.
+    pub fn is_misuse(&self) -> bool {
+        matches!(
+            self,
+            Error::UnsendableCloseCode(_) | Error::ControlPayloadTooLong { .. }
+        )
+    }
+
     /// Whether the peer broke the protocol or one of the configured limits (the
     /// errors answered with close 1002, 1007, 1008 or 1009).
     pub fn is_protocol(&self) -> bool {
@@ -198,6 +247,12 @@ impl fmt::Display for Error {
             Error::KeepaliveTimeout => f.write_str("the peer did not answer a keepalive ping in time"),
             Error::IdleTimeout => f.write_str("no frame arrived within the idle timeout"),
             Error::CloseTimeout => f.write_str("the peer did not complete the close handshake in time"),
+            Error::UnsendableCloseCode(code) => {
+                write!(f, "close code {code} may not be sent on the wire")
+            }
+            Error::ControlPayloadTooLong { len } => {
+                write!(f, "control message of {len} bytes exceeds the limit of 125")
+            }
         }
     }
 }
@@ -227,8 +282,22 @@ fn short_reason(mut reason: String) -> String {
     reason
 }
 
+/// An I/O error, or the fastws error inside one: the streaming
+/// [`MessageReader`](crate::MessageReader) and [`MessageWriter`](crate::MessageWriter)
+/// report ours wrapped in `io::Error` (as `AsyncRead` / `AsyncWrite` must), and `?`
+/// gives it back.
+///
+/// ```
+/// use std::io;
+/// let wrapped = io::Error::other(fastws::Error::InvalidUtf8);
+/// assert!(matches!(fastws::Error::from(wrapped), fastws::Error::InvalidUtf8));
+/// ```
 impl From<io::Error> for Error {
     fn from(err: io::Error) -> Error {
+        if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            let inner = err.into_inner().expect("checked above");
+            return *inner.downcast::<Error>().expect("checked above");
+        }
         Error::Io(err)
     }
 }

@@ -71,7 +71,7 @@ impl OpCode {
 /// A close status code (RFC 6455 §7.4).
 ///
 /// `From<u16>` maps every registered number to its named variant, so
-/// `CloseCode::from(1002) == CloseCode::Protocol`; construct [`CloseCode::Library`],
+/// `CloseCode::from(1002) == CloseCode::Protocol`; construct [`CloseCode::Registered`],
 /// [`CloseCode::Private`] and [`CloseCode::Reserved`] through `From<u16>` too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -106,9 +106,12 @@ pub enum CloseCode {
     BadGateway,
     /// 1015: the TLS handshake failed. Never sent on the wire.
     Tls,
-    /// 3000–3999: registered with IANA by libraries and frameworks.
-    Library(u16),
-    /// 4000–4999: for private use between applications.
+    /// 3000–3999: registered with IANA by libraries, frameworks and applications.
+    /// (tokio-tungstenite calls this range `Iana`; its `Library` is our [`Private`](CloseCode::Private).)
+    #[doc(alias = "Iana")]
+    Registered(u16),
+    /// 4000–4999: for private use between applications, never registered.
+    #[doc(alias = "Library")]
     Private(u16),
     /// Any other number: reserved or invalid, never valid on the wire.
     Reserved(u16),
@@ -133,7 +136,7 @@ impl CloseCode {
             CloseCode::Again => 1013,
             CloseCode::BadGateway => 1014,
             CloseCode::Tls => 1015,
-            CloseCode::Library(code) | CloseCode::Private(code) | CloseCode::Reserved(code) => code,
+            CloseCode::Registered(code) | CloseCode::Private(code) | CloseCode::Reserved(code) => code,
         }
     }
 
@@ -149,7 +152,7 @@ impl CloseCode {
     pub const fn is_allowed_on_wire(self) -> bool {
         match self {
             CloseCode::NoStatus | CloseCode::Abnormal | CloseCode::Tls => false,
-            CloseCode::Library(code) => code >= 3000 && code <= 3999,
+            CloseCode::Registered(code) => code >= 3000 && code <= 3999,
             CloseCode::Private(code) => code >= 4000 && code <= 4999,
             CloseCode::Reserved(_) => false,
             _ => true,
@@ -175,7 +178,7 @@ impl From<u16> for CloseCode {
             1013 => CloseCode::Again,
             1014 => CloseCode::BadGateway,
             1015 => CloseCode::Tls,
-            3000..=3999 => CloseCode::Library(code),
+            3000..=3999 => CloseCode::Registered(code),
             4000..=4999 => CloseCode::Private(code),
             _ => CloseCode::Reserved(code),
         }

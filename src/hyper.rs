@@ -115,7 +115,7 @@ impl Future for Upgrade {
             BytesMut::new(),
             Role::Server,
             config,
-            self.negotiated,
+            std::mem::take(&mut self.negotiated),
         )))
     }
 }

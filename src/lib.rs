@@ -99,6 +99,18 @@ pub use stream::MaybeTlsStream;
 pub use streaming::{MessageKind, MessageReader, MessageWriter};
 pub use websocket::WebSocket;
 
+/// The byte buffer of every payload (re-exported from `bytes`).
+pub use bytes::Bytes;
+/// The HTTP types of the handshake: `Request`, `Response`, `HeaderMap`, `StatusCode`
+/// (re-exported from `http` 1.x).
+pub use http;
+/// The TLS library behind `wss://` (re-exported for [`ClientRequest::tls_config`]).
+#[cfg(feature = "rustls")]
+pub use rustls;
+
+/// `Result` with fastws's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;

@@ -5,6 +5,7 @@ use std::ops::Deref;
 
 use bytes::Bytes;
 
+use crate::error::Error;
 use crate::frame::{CloseCode, Frame, OpCode};
 
 /// Immutable UTF-8 text backed by [`Bytes`]: cloning and slicing never copy.
@@ -215,6 +216,57 @@ impl Message {
         matches!(self, Message::Close(_))
     }
 
+    /// Whether this is a ping.
+    pub fn is_ping(&self) -> bool {
+        matches!(self, Message::Ping(_))
+    }
+
+    /// Whether this is a pong.
+    pub fn is_pong(&self) -> bool {
+        matches!(self, Message::Pong(_))
+    }
+
+    /// The length of [`payload`](Message::payload) in bytes.
+    pub fn len(&self) -> usize {
+        self.payload().len()
+    }
+
+    /// Whether [`payload`](Message::payload) is empty.
+    pub fn is_empty(&self) -> bool {
+        self.payload().is_empty()
+    }
+
+    /// The payload as text: a text message's own, any other message's payload if it
+    /// is valid UTF-8 (tokio-tungstenite's meaning), else [`Error::InvalidUtf8`].
+    ///
+    /// ```
+    /// use fastws::Message;
+    /// assert_eq!(Message::text("hi").to_text().unwrap(), "hi");
+    /// assert_eq!(Message::binary(&b"hi"[..]).to_text().unwrap(), "hi");
+    /// assert!(Message::binary(vec![0xff]).to_text().is_err());
+    /// ```
+    pub fn to_text(&self) -> Result<&str, Error> {
+        match self {
+            Message::Text(text) => Ok(text.as_str()),
+            other => std::str::from_utf8(other.payload()).map_err(|_| Error::InvalidUtf8),
+        }
+    }
+
+    /// Takes the payload as text, on the terms of [`to_text`](Message::to_text),
+    /// without copying it.
+    pub fn into_text(self) -> Result<Utf8Bytes, Error> {
+        match self {
+            Message::Text(text) => Ok(text),
+            other => Utf8Bytes::try_from(other.into_payload()).map_err(|_| Error::InvalidUtf8),
+        }
+    }
+
+    /// Takes the payload (a close message gives its reason): tokio-tungstenite's
+    /// name for [`into_payload`](Message::into_payload).
+    pub fn into_data(self) -> Bytes {
+        self.into_payload()
+    }
+
     /// The text, if this is a text message.
     pub fn as_text(&self) -> Option<&str> {
         match self {
@@ -252,6 +304,17 @@ impl Message {
             Message::Pong(bytes) => Frame::new(OpCode::Pong, bytes),
             Message::Close(Some(close)) => Frame::close(close.code, &close.reason),
             Message::Close(None) => Frame::close_empty(),
+        }
+    }
+}
+
+/// Text as it is; any other message as `Binary Data<length=N>` unless its payload
+/// is UTF-8 (tokio-tungstenite's format).
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_text() {
+            Ok(text) => f.write_str(text),
+            Err(_) => write!(f, "Binary Data<length={}>", self.len()),
         }
     }
 }

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
+use futures_core::stream::FusedStream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -148,6 +149,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for SplitStream<S> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         Pin::new(&mut *self.shared.lock()).poll_next(cx)
+    }
+}
+
+/// As [`WebSocket`]'s: terminated once nothing more will come.
+impl<S: AsyncRead + AsyncWrite + Unpin> FusedStream for SplitStream<S> {
+    fn is_terminated(&self) -> bool {
+        self.shared.lock().is_terminated()
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::Error;
 use crate::frame::OpCode;
+use crate::message::Message;
 use crate::split::{Shared, SplitSink, SplitStream};
 use crate::utf8::Utf8Validator;
 use crate::websocket::WebSocket;
@@ -247,6 +248,23 @@ impl<'a, S> MessageWriter<'a, S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> MessageWriter<'_, S> {
+    /// Sends a ping between this message's fragments (RFC 6455 §5.4 lets control
+    /// frames interleave with a fragmented message), for example to keep a long
+    /// upload's connection alive; the bytes gathered so far wait for the next
+    /// fragment. Waits for room in the write buffer, then flushes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ControlPayloadTooLong`] for a payload over 125 bytes, and the
+    /// connection's own errors.
+    pub async fn ping(&mut self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        let ping = Message::Ping(payload.into());
+        std::future::poll_fn(|cx| self.handle.with(|ws| ws.poll_ready_to_send(cx))).await?;
+        self.handle
+            .with(|ws| futures_sink::Sink::start_send(Pin::new(ws), ping))?;
+        std::future::poll_fn(|cx| self.handle.with(|ws| ws.poll_flush_sends(cx))).await
+    }
+
     /// Sends the gathered bytes as the next fragment, once the connection has room.
     fn poll_send_fragment(&mut self, cx: &mut Context<'_>, fin: bool) -> Poll<io::Result<()>> {
         let (kind, first) = (self.kind.opcode(), !self.started);

@@ -558,13 +558,15 @@ fn encoder_refuses_control_frame_over_125_bytes() {
             Frame::new(OpCode::Close, vec![0x03; 126]),
             Frame::ping(vec![0; 70_000]),
         ] {
-            let len = frame.payload().len() as u64;
+            let len = frame.payload().len();
             let mut wire = BytesMut::new();
             match WsCodec::new(role).encode(frame, &mut wire) {
-                Err(Error::Protocol(ProtocolError::ControlFrameTooLong(got))) => {
-                    assert_eq!(got, len)
+                // Our own mistake, not the peer's.
+                Err(err @ Error::ControlPayloadTooLong { len: got }) => {
+                    assert_eq!(got, len);
+                    assert!(err.is_misuse() && !err.is_protocol() && err.close_code().is_none());
                 }
-                other => panic!("{role:?}: expected ControlFrameTooLong, got {other:?}"),
+                other => panic!("{role:?}: expected ControlPayloadTooLong, got {other:?}"),
             }
             assert!(wire.is_empty(), "{role:?}: refused frame left bytes behind");
         }

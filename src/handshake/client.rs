@@ -17,7 +17,7 @@ use crate::codec::Role;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError};
 use crate::stream::MaybeTlsStream;
-use crate::websocket::{Negotiated, WebSocket};
+use crate::websocket::{Agreed, Negotiated, WebSocket};
 
 /// The most of a refusal's body kept in [`HandshakeError::Refused`].
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
@@ -55,6 +55,7 @@ const MAX_HEADERS: usize = 64;
 /// # Cancel safety
 ///
 /// Not cancel safe: a dropped future leaves no usable connection.
+#[doc(alias = "connect_async")]
 pub async fn connect(
     request: impl Into<ClientRequest>,
 ) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
@@ -68,6 +69,7 @@ pub async fn connect(
 /// # Errors
 ///
 /// As [`connect`], less the errors of resolving and connecting.
+#[doc(alias = "client_async")]
 pub async fn client_handshake<S>(
     stream: S,
     request: impl Into<ClientRequest>,
@@ -249,7 +251,8 @@ impl ClientRequest {
             let (parts, ()) = response.into_parts();
             return Err(HandshakeError::Refused(Box::new(Response::from_parts(parts, body))).into());
         }
-        let negotiated = self.validate_upgrade(response.headers(), &key)?;
+        let mut negotiated = self.validate_upgrade(response.headers(), &key)?;
+        negotiated.agreed = Agreed::from_response(response.headers());
         let ws = WebSocket::after_handshake(stream, leftover, Role::Client, self.config.clone(), negotiated);
         Ok((ws, response))
     }
@@ -324,7 +327,10 @@ impl ClientRequest {
     fn check_extensions(&self, headers: &HeaderMap) -> Result<Negotiated, HandshakeError> {
         let deflate = crate::deflate::negotiation::check_answer(headers, self.config.get_deflate())
             .map_err(|reason| HandshakeError::Invalid { reason, status: None })?;
-        Ok(Negotiated { deflate })
+        Ok(Negotiated {
+            deflate,
+            ..Negotiated::default()
+        })
     }
 
     /// The extensions the server agreed to: none may be.

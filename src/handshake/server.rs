@@ -12,7 +12,7 @@ use super::{accept_key, header_has_token, header_map, is_valid_key};
 use crate::codec::Role;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError};
-use crate::websocket::{Negotiated, WebSocket};
+use crate::websocket::{Agreed, Negotiated, WebSocket};
 
 /// Upgrades an incoming connection with the default [`Acceptor`] settings.
 ///
@@ -32,6 +32,7 @@ use crate::websocket::{Negotiated, WebSocket};
 /// let ws = fastws::accept(tcp).await?;
 /// # Ok(()) }
 /// ```
+#[doc(alias = "accept_async")]
 pub async fn accept<S>(stream: S) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -43,6 +44,7 @@ where
 /// shape the response, with the default [`Acceptor`] settings.
 ///
 /// See [`Acceptor::accept_with`] for the callback's contract.
+#[doc(alias = "accept_hdr_async")]
 pub async fn accept_with<S, F>(stream: S, callback: F) -> Result<WebSocket<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -61,6 +63,8 @@ where
 ///     .max_header_size(8 * 1024);
 /// ```
 #[derive(Debug, Clone)]
+#[doc(alias = "accept_async_with_config")]
+#[doc(alias = "accept_hdr_async_with_config")]
 pub struct Acceptor {
     config: Config,
     handshake_timeout: Duration,
@@ -153,9 +157,10 @@ impl Acceptor {
             Ok(Ok(parsed)) => parsed,
         };
 
-        let (response, negotiated) = switching_protocols(request.headers(), &self.config);
+        let (response, mut negotiated) = switching_protocols(request.headers(), &self.config);
         match callback(&request, response) {
             Ok(response) => {
+                negotiated.agreed = Agreed::from_response(response.headers());
                 write_response(&mut stream, &response.map(|()| String::new())).await?;
                 let config = self.config.clone();
                 Ok(WebSocket::after_handshake(
@@ -342,6 +347,7 @@ fn negotiate_extensions(request: &HeaderMap, response: &mut HeaderMap, config: &
             response.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
             Negotiated {
                 deflate: Some(params),
+                agreed: Agreed::from_response(response),
             }
         })
     }

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::task::Waker;
 
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 use tokio_util::codec::{Framed, FramedParts};
@@ -92,6 +93,7 @@ use timers::{BothHalves, Keepalive};
 /// The close timeout uses `tokio::time`: run the WebSocket inside a tokio runtime
 /// with the time driver enabled (`#[tokio::main]` enables it).
 #[derive(Debug)]
+#[doc(alias = "WebSocketStream")]
 pub struct WebSocket<S> {
     frames: FrameIo<S>,
     config: Config,
@@ -131,14 +133,35 @@ pub struct WebSocket<S> {
     /// When the zlib contexts last hibernated.
     #[cfg(feature = "deflate")]
     hibernated_at: Option<tokio::time::Instant>,
+    /// The subprotocol and extensions of the opening handshake.
+    agreed: Agreed,
 }
 
 /// What the opening handshake negotiated beyond the base protocol.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Negotiated {
     /// The permessage-deflate parameters, if the extension is in use.
     #[cfg(feature = "deflate")]
     pub(crate) deflate: Option<crate::deflate::negotiation::DeflateParams>,
+    /// The `Sec-WebSocket-Protocol` and `Sec-WebSocket-Extensions` of the `101`.
+    pub(crate) agreed: Agreed,
+}
+
+/// The subprotocol and extensions the `101` response agreed to, as it sent them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Agreed {
+    protocol: Option<HeaderValue>,
+    extensions: Option<HeaderValue>,
+}
+
+impl Agreed {
+    /// Read off the headers of the `101` response.
+    pub(crate) fn from_response(headers: &HeaderMap) -> Agreed {
+        Agreed {
+            protocol: headers.get(http::header::SEC_WEBSOCKET_PROTOCOL).cloned(),
+            extensions: headers.get(http::header::SEC_WEBSOCKET_EXTENSIONS).cloned(),
+        }
+    }
 }
 
 /// Empty buffers larger than this are freed when the connection goes idle.
@@ -228,7 +251,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             deflater
         });
         #[cfg(not(feature = "deflate"))]
-        let Negotiated {} = negotiated;
+        let Negotiated { agreed } = negotiated;
+        #[cfg(feature = "deflate")]
+        let agreed = negotiated.agreed;
         let both_halves = Arc::new(BothHalves::default());
         WebSocket {
             frames: FrameIo::from_parts(parts),
@@ -253,6 +278,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close_deadline: None,
             wake_both: Waker::from(Arc::clone(&both_halves)),
             both_halves,
+            agreed,
         }
     }
 }
@@ -283,6 +309,45 @@ impl<S> WebSocket<S> {
     /// This end's role.
     pub fn role(&self) -> Role {
         self.frames.codec.role()
+    }
+
+    /// The subprotocol the opening handshake selected (`Sec-WebSocket-Protocol` of
+    /// the `101` response), if any. `None` for a WebSocket built over a transport
+    /// whose handshake fastws did not run.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), fastws::Error> {
+    /// let (ws, _) = fastws::ClientRequest::new("ws://127.0.0.1:9001/")
+    ///     .protocol("chat.v2")
+    ///     .protocol("chat.v1")
+    ///     .connect()
+    ///     .await?;
+    /// println!("speaking {:?}", ws.protocol());
+    /// # Ok(()) }
+    /// ```
+    pub fn protocol(&self) -> Option<&str> {
+        self.agreed
+            .protocol
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+    }
+
+    /// The extensions the opening handshake agreed to, as the `101` response's
+    /// `Sec-WebSocket-Extensions` spelled them (for example
+    /// `permessage-deflate; client_max_window_bits=12`), if any.
+    pub fn extensions(&self) -> Option<&str> {
+        self.agreed
+            .extensions
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+    }
+
+    /// Whether permessage-deflate is in use on this connection.
+    pub fn is_compressed(&self) -> bool {
+        #[cfg(feature = "deflate")]
+        return self.deflater.is_some();
+        #[cfg(not(feature = "deflate"))]
+        false
     }
 
     /// A streaming reader was dropped before its message ended: skip the rest.

@@ -6,6 +6,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
+use futures_core::stream::FusedStream;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{MAX_SUPERSEDED_PINGS, ReadState, SHRINK_ABOVE, Side, WebSocket};
@@ -313,5 +314,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
                 None => return Poll::Ready(None),
             }
         }
+    }
+}
+
+/// Terminated once the stream has nothing more to yield: after the close handshake,
+/// a failure or the end of the transport. So `futures::select!` can poll
+/// `ws.next()` directly.
+impl<S: AsyncRead + AsyncWrite + Unpin> FusedStream for WebSocket<S> {
+    fn is_terminated(&self) -> bool {
+        matches!(self.reading, ReadState::Done)
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Side, WebSocket};
 use crate::close::{CloseAction, CloseState};
-use crate::error::{Error, ProtocolError};
+use crate::error::Error;
 use crate::frame::{CloseCode, Frame, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::message::Message;
 
@@ -235,17 +235,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     /// # Errors
     ///
     /// [`Error::ConnectionClosed`] for anything but a close after the close handshake
-    /// started; [`Error::Protocol`] for a control message over 125 bytes or a close
-    /// code that may not be sent.
+    /// started; [`Error::ControlPayloadTooLong`] for a control message over 125
+    /// bytes, [`Error::UnsendableCloseCode`] for a close code that may not be sent.
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
         let this = self.get_mut();
         if let Message::Close(close) = &message {
             if let Some(close) = close {
                 if !close.code.is_allowed_on_wire() {
-                    return Err(ProtocolError::InvalidCloseCode(close.code.as_u16()).into());
+                    return Err(Error::UnsendableCloseCode(close.code));
                 }
                 if close.reason.len() + 2 > MAX_CONTROL_PAYLOAD {
-                    return Err(ProtocolError::ControlFrameTooLong(close.reason.len() as u64 + 2).into());
+                    return Err(Error::ControlPayloadTooLong {
+                        len: close.reason.len() + 2,
+                    });
                 }
             }
             this.queue_owed()?;
