@@ -38,7 +38,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::BytesMut;
-use http::{Request, Response, StatusCode, Version};
+use http::{Request, Response, Version};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 
@@ -64,14 +64,7 @@ pub fn upgrade<B, RB: Default>(
     request: &mut Request<B>,
     config: Config,
 ) -> Result<(Response<RB>, Upgrade), Rejection> {
-    let refused = |refusal: Refusal| {
-        let response = refusal.response.map(|response| *response);
-        Rejection::from(response.unwrap_or_else(|| {
-            let mut response = Response::new(String::new());
-            *response.status_mut() = StatusCode::BAD_REQUEST;
-            response
-        }))
-    };
+    let refused = Rejection::from;
     if request.method() != http::Method::GET {
         return Err(refused(Refusal::bad_request("upgrade request method is not GET")));
     }

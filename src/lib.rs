@@ -67,6 +67,8 @@
 #![warn(missing_docs)]
 
 mod assemble;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod close;
 pub mod codec;
 pub mod config;

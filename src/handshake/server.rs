@@ -245,11 +245,28 @@ impl Rejection {
     pub fn response_mut(&mut self) -> &mut Response<String> {
         &mut self.0
     }
+
+    /// Takes the response to be sent.
+    pub fn into_inner(self) -> Response<String> {
+        *self.0
+    }
 }
 
 impl From<Response<String>> for Rejection {
     fn from(response: Response<String>) -> Rejection {
         Rejection(Box::new(response))
+    }
+}
+
+/// The response of a refusal, or a plain `400 Bad Request` for one without.
+impl From<Refusal> for Rejection {
+    fn from(refusal: Refusal) -> Rejection {
+        let response = refusal.response.map(|response| *response);
+        Rejection::from(response.unwrap_or_else(|| {
+            let mut response = Response::new(String::new());
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            response
+        }))
     }
 }
 
@@ -338,7 +355,11 @@ pub(crate) fn switching_protocols(request: &HeaderMap, config: &Config) -> (Resp
 
 /// Accepts the extensions offered that this server supports, adding them to the
 /// response.
-fn negotiate_extensions(request: &HeaderMap, response: &mut HeaderMap, config: &Config) -> Negotiated {
+pub(crate) fn negotiate_extensions(
+    request: &HeaderMap,
+    response: &mut HeaderMap,
+    config: &Config,
+) -> Negotiated {
     #[cfg(feature = "deflate")]
     {
         let deflate = crate::deflate::negotiation::negotiate_offer(request, config.get_deflate());
@@ -358,17 +379,10 @@ fn negotiate_extensions(request: &HeaderMap, response: &mut HeaderMap, config: &
     }
 }
 
-/// The header rules of RFC 6455 §4.2.1.
-pub(crate) fn validate_upgrade(headers: &HeaderMap) -> Result<(), Refusal> {
-    if !headers.contains_key(header::HOST) {
-        return Err(Refusal::bad_request("missing Host header"));
-    }
-    if !header_has_token(headers, header::UPGRADE, "websocket") {
-        return Err(Refusal::bad_request("missing Upgrade: websocket"));
-    }
-    if !header_has_token(headers, header::CONNECTION, "upgrade") {
-        return Err(Refusal::bad_request("missing Connection: upgrade"));
-    }
+/// `Sec-WebSocket-Version: 13` (RFC 6455 §4.2.1 item 6), else `426 Upgrade Required`
+/// naming the version we speak (§4.4). HTTP/2's extended CONNECT keeps the rule
+/// (RFC 8441 §5).
+pub(crate) fn validate_version(headers: &HeaderMap) -> Result<(), Refusal> {
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .map(HeaderValue::as_bytes)
@@ -382,6 +396,21 @@ pub(crate) fn validate_upgrade(headers: &HeaderMap) -> Result<(), Refusal> {
             StatusCode::UPGRADE_REQUIRED,
         ));
     }
+    Ok(())
+}
+
+/// The header rules of RFC 6455 §4.2.1.
+pub(crate) fn validate_upgrade(headers: &HeaderMap) -> Result<(), Refusal> {
+    if !headers.contains_key(header::HOST) {
+        return Err(Refusal::bad_request("missing Host header"));
+    }
+    if !header_has_token(headers, header::UPGRADE, "websocket") {
+        return Err(Refusal::bad_request("missing Upgrade: websocket"));
+    }
+    if !header_has_token(headers, header::CONNECTION, "upgrade") {
+        return Err(Refusal::bad_request("missing Connection: upgrade"));
+    }
+    validate_version(headers)?;
     let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
     match (keys.next(), keys.next()) {
         (Some(key), None) if is_valid_key(key.as_bytes()) => Ok(()),
