@@ -34,20 +34,25 @@
 //! | [`mask`] | payload masking, the fast path and its scalar reference |
 //! | [`codec`] | [`WsCodec`]: a tokio-util `Decoder` / `Encoder<Frame>`, role and limits |
 //! | [`message`] | [`Message`] and [`Utf8Bytes`], the zero-copy text type |
-//! | [`websocket`] | [`WebSocket`]: `Stream` + `Sink` of messages, pings, the close handshake |
-//! | [`split`] | [`SplitSink`] / [`SplitStream`]: the halves for concurrent tasks |
+//! | [`websocket`] | [`WebSocket`]: `Stream` + `Sink` of messages, pings, the close handshake; [`SplitSink`] / [`SplitStream`], its halves for concurrent tasks |
 //! | [`streaming`] | [`MessageReader`] / [`MessageWriter`]: one message as `AsyncRead` / `AsyncWrite` |
 //! | [`config`] | [`Config`]: limits, keepalive, timeouts, fragmentation, compression |
-//! | [`handshake`] | [`accept`], [`Acceptor`], [`connect`], [`ClientRequest`], [`client_handshake`] |
+//! | [`handshake`] | [`accept`], [`Acceptor`], [`connect`], [`ClientRequest`], [`client_handshake`], [`MaybeTlsStream`] |
 //! | `deflate` | permessage-deflate (feature `deflate`, on by default): `DeflateConfig` |
-//! | `hyper` | upgrading a hyper 1.x / axum request (feature `hyper`) |
-//! | [`error`] | [`Error`], the one error type, and the close code each error implies |
+//! | `hyper` | upgrading a hyper 1.x request (feature `hyper`) |
+//! | `axum` | `WebSocketUpgrade`, the axum extractor, HTTP/1.1 and HTTP/2 (feature `axum`) |
+//! | [`porting`] | coming from tokio-tungstenite or `axum::extract::ws`: names and defaults |
+//! | [`error`] | [`Error`], the one error type, and the close code each error implies; [`Result`] |
 //!
 //! # Features
 //!
 //! - `deflate` (default): permessage-deflate, negotiated by both sides.
 //! - `rustls` (default): `wss://` in [`connect`], trusting the webpki roots.
-//! - `hyper`: [`hyper::upgrade`](crate::hyper) for hyper 1.x and axum servers.
+//! - `hyper`: `fastws::hyper::upgrade` for hyper 1.x servers.
+//! - `axum`: `fastws::axum::WebSocketUpgrade`, the extractor for axum routes, over
+//!   HTTP/1.1 and HTTP/2 (RFC 8441).
+//!
+//! On docs.rs every feature is documented, each item marked with the feature it needs.
 //!
 //! # Frames over a socket
 //!
@@ -63,26 +68,30 @@
 //! }
 //! # Ok(()) }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod assemble;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 mod close;
 pub mod codec;
 pub mod config;
 #[cfg(feature = "deflate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "deflate")))]
 pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 #[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod hyper;
 pub mod mask;
 pub mod message;
-pub mod split;
-pub mod stream;
+#[doc = include_str!("../PORTING.md")]
+pub mod porting {}
 pub mod streaming;
 mod utf8;
 pub mod websocket;
@@ -93,13 +102,12 @@ pub use config::Config;
 pub use deflate::DeflateConfig;
 pub use error::{Error, HandshakeError, ProtocolError};
 pub use frame::{CloseCode, Frame, OpCode};
+pub use handshake::client::MaybeTlsStream;
 pub use handshake::client::{ClientRequest, client_handshake, connect};
 pub use handshake::server::{Acceptor, Rejection, accept, accept_with};
 pub use message::{CloseFrame, Message, Utf8Bytes};
-pub use split::{SplitSink, SplitStream};
-pub use stream::MaybeTlsStream;
 pub use streaming::{MessageKind, MessageReader, MessageWriter};
-pub use websocket::WebSocket;
+pub use websocket::{SplitSink, SplitStream, WebSocket};
 
 /// The byte buffer of every payload (re-exported from `bytes`).
 pub use bytes::Bytes;

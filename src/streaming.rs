@@ -20,9 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::error::Error;
 use crate::frame::OpCode;
 use crate::message::Message;
-use crate::split::{Shared, SplitSink, SplitStream};
 use crate::utf8::Utf8Validator;
-use crate::websocket::WebSocket;
+use crate::websocket::{Shared, SplitSink, SplitStream, WebSocket};
 
 /// The default size of the fragments a [`MessageWriter`] sends, when the config
 /// sets no [`fragment_size`](crate::Config::fragment_size).

@@ -16,8 +16,9 @@ use super::{accept_key, header_has_token, header_map};
 use crate::codec::Role;
 use crate::config::Config;
 use crate::error::{Error, HandshakeError};
-use crate::stream::MaybeTlsStream;
 use crate::websocket::{Agreed, Negotiated, WebSocket};
+
+pub use super::tls_stream::MaybeTlsStream;
 
 /// The most of a refusal's body kept in [`HandshakeError::Refused`].
 const MAX_REFUSAL_BODY: usize = 64 * 1024;

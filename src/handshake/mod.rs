@@ -9,6 +9,7 @@ use sha1::{Digest, Sha1};
 
 pub mod client;
 pub mod server;
+mod tls_stream;
 
 /// The GUID RFC 6455 §1.3 appends to the key before hashing.
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

@@ -25,8 +25,12 @@
 
 mod frame_io;
 mod read;
+mod split;
 mod timers;
 mod write;
+
+pub(crate) use split::Shared;
+pub use split::{ReuniteError, SplitSink, SplitStream};
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -47,7 +51,6 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::frame::Frame;
 use crate::message::Message;
-use crate::split::{SplitSink, SplitStream};
 
 use timers::{BothHalves, Keepalive};
 
@@ -362,6 +365,6 @@ impl<S> WebSocket<S> {
     /// the connection healthy. Prefer this over `futures`' `StreamExt::split`,
     /// whose sink holds one message back in a slot of its own until its next poll.
     pub fn split(self) -> (SplitSink<S>, SplitStream<S>) {
-        crate::split::split(self)
+        split::split(self)
     }
 }

@@ -25,9 +25,9 @@ use futures_core::stream::FusedStream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::WebSocket;
 use crate::error::Error;
 use crate::message::Message;
-use crate::websocket::WebSocket;
 
 /// The receiving half of a split [`WebSocket`]: a `Stream` of messages. It answers
 /// pings on its own, so a task that only reads keeps the connection healthy.
