@@ -51,6 +51,8 @@
 //! - `hyper`: `fastws::hyper::upgrade` for hyper 1.x servers.
 //! - `axum`: `fastws::axum::WebSocketUpgrade`, the extractor for axum routes, over
 //!   HTTP/1.1 and HTTP/2 (RFC 8441).
+//! - `http2`: `fastws::handshake::http2::Http2Connection`, a client for WebSockets
+//!   over HTTP/2 (RFC 8441), many on one connection.
 //!
 //! On docs.rs every feature is documented, each item marked with the feature it needs.
 //!

@@ -98,12 +98,12 @@ where
 #[derive(Debug, Clone)]
 pub struct ClientRequest {
     url: Result<Url, String>,
-    headers: HeaderMap,
-    protocols: Vec<String>,
-    config: Config,
-    timeout: Duration,
+    pub(super) headers: HeaderMap,
+    pub(super) protocols: Vec<String>,
+    pub(super) config: Config,
+    pub(super) timeout: Duration,
     #[cfg(feature = "rustls")]
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub(super) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ClientRequest {
@@ -182,7 +182,7 @@ impl ClientRequest {
     }
 
     /// The URL, checked: `ws` or `wss`, with a host, without a fragment.
-    fn url(&self) -> Result<Url, Error> {
+    pub(super) fn url(&self) -> Result<Url, Error> {
         let url = self.url.clone().map_err(Error::InvalidUrl)?;
         if !matches!(url.scheme(), "ws" | "wss") {
             return Err(Error::InvalidUrl(format!(
@@ -202,12 +202,30 @@ impl ClientRequest {
 
     /// Adds TLS for `wss://`.
     async fn secure(&self, tcp: TcpStream, url: &Url) -> Result<MaybeTlsStream, Error> {
+        self.secure_with_alpn(tcp, url, None).await
+    }
+
+    /// Adds TLS for `wss://`, asking for HTTP/2 by ALPN (RFC 7301).
+    #[cfg(feature = "http2")]
+    pub(super) async fn secure_h2(&self, tcp: TcpStream, url: &Url) -> Result<MaybeTlsStream, Error> {
+        self.secure_with_alpn(tcp, url, Some(b"h2")).await
+    }
+
+    async fn secure_with_alpn(
+        &self,
+        tcp: TcpStream,
+        url: &Url,
+        alpn: Option<&'static [u8]>,
+    ) -> Result<MaybeTlsStream, Error> {
         if url.scheme() == "ws" {
             return Ok(MaybeTlsStream::Plain(tcp));
         }
         #[cfg(feature = "rustls")]
         {
-            let config = self.tls.clone().unwrap_or_else(default_tls_config);
+            let mut config = self.tls.clone().unwrap_or_else(default_tls_config);
+            if let Some(alpn) = alpn {
+                std::sync::Arc::make_mut(&mut config).alpn_protocols = vec![alpn.to_vec()];
+            }
             let name = rustls::pki_types::ServerName::try_from(host_name(url))
                 .map_err(|err| Error::InvalidUrl(format!("{err}")))?;
             let tls = tokio_rustls::TlsConnector::from(config)
@@ -218,7 +236,7 @@ impl ClientRequest {
         }
         #[cfg(not(feature = "rustls"))]
         {
-            let _ = tcp;
+            let _ = (tcp, alpn);
             Err(Error::Tls(std::io::Error::other(
                 "wss:// needs the `rustls` feature of fastws",
             )))
@@ -252,8 +270,7 @@ impl ClientRequest {
             let (parts, ()) = response.into_parts();
             return Err(HandshakeError::Refused(Box::new(Response::from_parts(parts, body))).into());
         }
-        let mut negotiated = self.validate_upgrade(response.headers(), &key)?;
-        negotiated.agreed = Agreed::from_response(response.headers());
+        let negotiated = self.validate_upgrade(response.headers(), &key)?;
         let ws = WebSocket::after_handshake(stream, leftover, Role::Client, self.config.clone(), negotiated);
         Ok((ws, response))
     }
@@ -312,6 +329,13 @@ impl ClientRequest {
         if accept != Some(accept_key(key.as_bytes()).as_bytes()) {
             return Err(invalid("wrong Sec-WebSocket-Accept"));
         }
+        self.check_agreement(headers)
+    }
+
+    /// The subprotocol and extensions of a response that accepted the WebSocket
+    /// (over HTTP/1.1 or HTTP/2): only what was offered may be chosen.
+    pub(super) fn check_agreement(&self, headers: &HeaderMap) -> Result<Negotiated, HandshakeError> {
+        let invalid = |reason| HandshakeError::Invalid { reason, status: None };
         let mut protocols = headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter();
         match (protocols.next(), protocols.next()) {
             (None, _) => {}
@@ -320,7 +344,9 @@ impl ClientRequest {
                 return Err(invalid("server chose a subprotocol the client did not offer"));
             }
         }
-        self.check_extensions(headers)
+        let mut negotiated = self.check_extensions(headers)?;
+        negotiated.agreed = Agreed::from_response(headers);
+        Ok(negotiated)
     }
 
     /// The extensions the server agreed to; anything not offered is an error.
@@ -372,7 +398,7 @@ impl From<Url> for ClientRequest {
 }
 
 /// The URL's host as DNS and TLS want it: IPv6 literals without brackets.
-fn host_name(url: &Url) -> String {
+pub(super) fn host_name(url: &Url) -> String {
     match url.host() {
         Some(url::Host::Ipv6(ip)) => ip.to_string(),
         Some(host) => host.to_string(),
@@ -381,7 +407,7 @@ fn host_name(url: &Url) -> String {
 }
 
 /// Resolves the URL's host and connects to the first address that answers.
-async fn open_tcp(url: &Url) -> Result<TcpStream, Error> {
+pub(super) async fn open_tcp(url: &Url) -> Result<TcpStream, Error> {
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<_> = tokio::net::lookup_host((host_name(url).as_str(), port))
         .await
@@ -405,7 +431,7 @@ async fn open_tcp(url: &Url) -> Result<TcpStream, Error> {
 
 /// The default TLS configuration: ring, safe protocol versions, Mozilla's roots.
 #[cfg(feature = "rustls")]
-fn default_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
+pub(super) fn default_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
     use std::sync::{Arc, OnceLock};
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG

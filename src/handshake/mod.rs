@@ -8,6 +8,9 @@ use http::HeaderMap;
 use sha1::{Digest, Sha1};
 
 pub mod client;
+#[cfg(feature = "http2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+pub mod http2;
 pub mod server;
 mod tls_stream;
 

@@ -1,0 +1,193 @@
+//! WebSockets over HTTP/2, client side (RFC 8441; feature `http2`): one HTTP/2
+//! connection carries many WebSockets, each opened as a stream with an extended
+//! `CONNECT`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), fastws::Error> {
+//! use futures_util::{SinkExt, StreamExt};
+//! use fastws::handshake::http2::Http2Connection;
+//!
+//! let connection = Http2Connection::connect("wss://example.com/").await?;
+//! let (mut chat, _) = connection.open("wss://example.com/chat").await?;
+//! let (mut feed, _) = connection.open("wss://example.com/feed").await?;
+//! chat.send(fastws::Message::text("hello")).await?;
+//! let update = feed.next().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The server must allow extended `CONNECT` (`SETTINGS_ENABLE_CONNECT_PROTOCOL`);
+//! one that does not answers the request with an error, reported as
+//! [`HandshakeError::Refused`]. As over HTTP/1.1, the request's subprotocols, headers
+//! and [`Config`](crate::Config) apply, and permessage-deflate is offered and
+//! negotiated.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response};
+use http_body_util::Empty;
+use hyper::client::conn::http2::SendRequest;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::client::{ClientRequest, MaybeTlsStream, open_tcp};
+use crate::codec::Role;
+use crate::error::{Error, HandshakeError};
+use crate::websocket::WebSocket;
+
+/// A WebSocket carried by one stream of an HTTP/2 connection.
+pub type Http2WebSocket = WebSocket<TokioIo<Upgraded>>;
+
+/// An HTTP/2 connection that opens WebSockets as its streams (RFC 8441). Cheap to
+/// clone: clones share the connection, which lives while any clone or WebSocket
+/// does.
+#[derive(Debug, Clone)]
+pub struct Http2Connection {
+    sender: SendRequest<Empty<Bytes>>,
+}
+
+impl Http2Connection {
+    /// Connects to the host of `request`'s URL and speaks HTTP/2: over TLS with ALPN
+    /// `h2` for `wss://` (the request's [`tls_config`](ClientRequest::tls_config),
+    /// else the webpki roots), cleartext with prior knowledge for `ws://`. Only the
+    /// URL's host, the TLS settings and the timeout are used here.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](crate::connect) for the URL, DNS, TCP and TLS;
+    /// [`HandshakeError::Invalid`] when TLS did not agree on `h2`, and
+    /// [`Error::Io`] when the HTTP/2 handshake fails.
+    pub async fn connect(request: impl Into<ClientRequest>) -> Result<Http2Connection, Error> {
+        let request = request.into();
+        let url = request.url()?;
+        tokio::time::timeout(request.timeout, async {
+            let tcp = open_tcp(&url).await?;
+            match request.secure_h2(tcp, &url).await? {
+                MaybeTlsStream::Plain(tcp) => Http2Connection::handshake(tcp).await,
+                #[cfg(feature = "rustls")]
+                MaybeTlsStream::Rustls(tls) => {
+                    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                        return Err(HandshakeError::Invalid {
+                            reason: "the server did not agree to HTTP/2 (ALPN h2)",
+                            status: None,
+                        }
+                        .into());
+                    }
+                    Http2Connection::handshake(tls).await
+                }
+            }
+        })
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+    }
+
+    /// Speaks HTTP/2 over a transport the caller opened (after ALPN agreed on `h2`,
+    /// or cleartext with prior knowledge). The connection is driven by a task of
+    /// its own on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the HTTP/2 handshake fails.
+    pub async fn handshake<S>(io: S) -> Result<Http2Connection, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+                .await
+                .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+        tokio::spawn(connection);
+        Ok(Http2Connection { sender })
+    }
+
+    /// Opens a WebSocket as a new stream: an extended `CONNECT` with
+    /// `:protocol = websocket` for the request's URL (its path and query), its
+    /// subprotocols, headers and permessage-deflate offer (RFC 8441 §4, §5).
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError::Refused`] for an answer other than 2xx (with its status and
+    /// headers), [`HandshakeError::Invalid`] for a subprotocol or extension that was
+    /// not offered, [`HandshakeError::Timeout`] past the request's timeout, and
+    /// [`Error::Io`] when the stream cannot be opened.
+    pub async fn open(
+        &self,
+        request: impl Into<ClientRequest>,
+    ) -> Result<(Http2WebSocket, Response<()>), Error> {
+        let request = request.into();
+        let url = request.url()?;
+        tokio::time::timeout(request.timeout, async {
+            let mut sender = self.sender.clone();
+            let connect = extended_connect(&request, &url)?;
+            sender
+                .ready()
+                .await
+                .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+            let response = sender
+                .send_request(connect)
+                .await
+                .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+            if !response.status().is_success() {
+                let (parts, _body) = response.into_parts();
+                return Err(
+                    HandshakeError::Refused(Box::new(Response::from_parts(parts, Bytes::new()))).into(),
+                );
+            }
+            let negotiated = request.check_agreement(response.headers())?;
+            let (parts, body) = response.into_parts();
+            let upgraded = hyper::upgrade::on(Response::from_parts(parts.clone(), body))
+                .await
+                .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+            let ws = WebSocket::after_handshake(
+                TokioIo::new(upgraded),
+                BytesMut::new(),
+                Role::Client,
+                request.config.clone(),
+                negotiated,
+            );
+            Ok((ws, Response::from_parts(parts, ())))
+        })
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+    }
+}
+
+/// The extended `CONNECT` of RFC 8441 §4 for `url`.
+fn extended_connect(request: &ClientRequest, url: &url::Url) -> Result<Request<Empty<Bytes>>, Error> {
+    let scheme = if url.scheme() == "wss" { "https" } else { "http" };
+    let authority = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let mut connect = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("{scheme}://{authority}{path}"))
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .body(Empty::new())
+        .map_err(|err| Error::InvalidUrl(err.to_string()))?;
+    let headers = connect.headers_mut();
+    #[cfg(feature = "deflate")]
+    if request.config.get_deflate().enabled {
+        let offer = crate::deflate::negotiation::client_offer(request.config.get_deflate());
+        headers.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::try_from(offer).expect("the offer is plain ASCII"),
+        );
+    }
+    if !request.protocols.is_empty() {
+        let protocols = HeaderValue::try_from(request.protocols.join(", "))
+            .map_err(|_| Error::InvalidUrl("invalid subprotocol name".to_owned()))?;
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocols);
+    }
+    for (name, value) in &request.headers {
+        headers.append(name, value.clone());
+    }
+    connect
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    Ok(connect)
+}
