@@ -54,7 +54,13 @@ use crate::handshake::server::{
     Refusal, Rejection, negotiate_extensions, validate_upgrade, validate_version,
 };
 use crate::hyper::HyperWebSocket;
-use crate::websocket::WebSocket;
+
+pub use crate::message::Message;
+
+/// The WebSocket a route gets: a [`crate::WebSocket`] over the connection hyper
+/// handed over (an HTTP/1.1 connection, or one stream of an HTTP/2 one). With
+/// [`Message`], the names of `axum::extract::ws`, so a port can change one `use`.
+pub type WebSocket = HyperWebSocket;
 
 /// An extractor that accepts a WebSocket upgrade: over HTTP/1.1 a `GET` with
 /// `Upgrade: websocket`, over HTTP/2 an extended `CONNECT` with
@@ -151,7 +157,7 @@ impl<F> WebSocketUpgrade<F> {
     /// the WebSocket once hyper hands the connection over.
     pub fn on_upgrade<C, Fut>(self, callback: C) -> Response
     where
-        C: FnOnce(HyperWebSocket) -> Fut + Send + 'static,
+        C: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
         F: OnFailedUpgrade,
     {

@@ -358,6 +358,19 @@ impl<S> WebSocket<S> {
         self.discarding = true;
     }
 
+    /// The next message: `StreamExt::next` by the name axum's WebSocket uses.
+    /// `None` once the stream has ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as `next()`: a message is never lost to a dropped future.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        futures_util::StreamExt::next(self).await
+    }
+
     /// Splits into a sending half and a receiving half that can be used from
     /// different tasks at the same time; [`SplitStream::reunite`] undoes it.
     ///
