@@ -302,6 +302,14 @@ impl From<io::Error> for Error {
     }
 }
 
+/// Text that is not UTF-8 ([`Message::to_text`](crate::Message::to_text) and
+/// [`Message::into_text`](crate::Message::into_text) on binary data, for example).
+impl From<std::str::Utf8Error> for Error {
+    fn from(_: std::str::Utf8Error) -> Error {
+        Error::InvalidUtf8
+    }
+}
+
 impl From<ProtocolError> for Error {
     fn from(err: ProtocolError) -> Error {
         Error::Protocol(err)

@@ -5,7 +5,6 @@ use std::ops::Deref;
 
 use bytes::Bytes;
 
-use crate::error::Error;
 use crate::frame::{CloseCode, Frame, OpCode};
 
 /// Immutable UTF-8 text backed by [`Bytes`]: cloning and slicing never copy.
@@ -237,7 +236,8 @@ impl Message {
     }
 
     /// The payload as text: a text message's own, any other message's payload if it
-    /// is valid UTF-8 (tokio-tungstenite's meaning), else [`Error::InvalidUtf8`].
+    /// is valid UTF-8 (tokio-tungstenite's meaning). `?` turns the error into
+    /// [`Error::InvalidUtf8`](crate::Error::InvalidUtf8).
     ///
     /// ```
     /// use fastws::Message;
@@ -245,19 +245,19 @@ impl Message {
     /// assert_eq!(Message::binary(&b"hi"[..]).to_text().unwrap(), "hi");
     /// assert!(Message::binary(vec![0xff]).to_text().is_err());
     /// ```
-    pub fn to_text(&self) -> Result<&str, Error> {
+    pub fn to_text(&self) -> Result<&str, std::str::Utf8Error> {
         match self {
             Message::Text(text) => Ok(text.as_str()),
-            other => std::str::from_utf8(other.payload()).map_err(|_| Error::InvalidUtf8),
+            other => std::str::from_utf8(other.payload()),
         }
     }
 
     /// Takes the payload as text, on the terms of [`to_text`](Message::to_text),
     /// without copying it.
-    pub fn into_text(self) -> Result<Utf8Bytes, Error> {
+    pub fn into_text(self) -> Result<Utf8Bytes, std::str::Utf8Error> {
         match self {
             Message::Text(text) => Ok(text),
-            other => Utf8Bytes::try_from(other.into_payload()).map_err(|_| Error::InvalidUtf8),
+            other => Utf8Bytes::try_from(other.into_payload()),
         }
     }
 

@@ -28,8 +28,12 @@ fn message_helpers_mean_what_tokio_tungstenite_means() {
     assert_eq!(utf8_binary.to_text().unwrap(), "abc");
     assert_eq!(utf8_binary.to_string(), "abc");
     let binary = Message::binary(vec![0xff, 0x00, 0x01]);
-    assert!(matches!(binary.to_text(), Err(Error::InvalidUtf8)));
-    assert!(matches!(binary.clone().into_text(), Err(Error::InvalidUtf8)));
+    assert!(binary.to_text().is_err());
+    assert!(binary.clone().into_text().is_err());
+    // `?` makes it the crate's error.
+    let as_text = |message: &Message| -> fastws::Result<String> { Ok(message.to_text()?.to_owned()) };
+    assert!(matches!(as_text(&binary), Err(Error::InvalidUtf8)));
+    assert_eq!(as_text(&utf8_binary).unwrap(), "abc");
     assert_eq!(binary.to_string(), "Binary Data<length=3>");
     assert_eq!(binary.into_data(), Bytes::from_static(&[0xff, 0x00, 0x01]));
 
