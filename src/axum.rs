@@ -42,7 +42,7 @@ use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -54,6 +54,7 @@ use crate::handshake::server::{
     Refusal, Rejection, negotiate_extensions, validate_upgrade, validate_version,
 };
 use crate::hyper::HyperWebSocket;
+use crate::websocket::Agreed;
 
 pub use crate::message::Message;
 
@@ -177,7 +178,8 @@ impl<F> WebSocketUpgrade<F> {
                 .headers_mut()
                 .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol.clone());
         }
-        let negotiated = negotiate_extensions(&self.offer, response.headers_mut(), &self.config);
+        let mut negotiated = negotiate_extensions(&self.offer, response.headers_mut(), &self.config);
+        negotiated.agreed = Agreed::from_response(response.headers());
         let (config, on_upgrade, on_failed_upgrade) = (self.config, self.on_upgrade, self.on_failed_upgrade);
         tokio::spawn(async move {
             match on_upgrade.await {
@@ -209,9 +211,18 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade<DefaultOnFailedUpg
             if protocol.map(hyper::ext::Protocol::as_str) != Some("websocket") {
                 return Err(Refusal::bad_request("CONNECT without :protocol websocket").into());
             }
-            validate_version(&parts.headers)?;
+            validate_version(&parts.headers).map_err(|refusal| {
+                let mut rejection = Rejection::from(refusal);
+                // Connection-specific headers are malformed in HTTP/2 (RFC 9113 §8.2.2).
+                rejection.response_mut().headers_mut().remove(header::UPGRADE);
+                rejection
+            })?;
             None
         } else if parts.method == Method::GET {
+            // hyper hands over only HTTP/1.1 connections; 1.0 has no upgrade.
+            if parts.version < Version::HTTP_11 {
+                return Err(Refusal::bad_request("upgrade request is not HTTP/1.1").into());
+            }
             validate_upgrade(&parts.headers)?;
             parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned()
         } else {
@@ -226,10 +237,18 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade<DefaultOnFailedUpg
             return Err(rejection);
         };
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
-            return Err(Rejection::new(
+            let mut rejection = Rejection::new(
                 StatusCode::UPGRADE_REQUIRED,
                 "this connection cannot be upgraded\n",
-            ));
+            );
+            if key.is_some() {
+                // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
+                rejection
+                    .response_mut()
+                    .headers_mut()
+                    .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            }
+            return Err(rejection);
         };
         let mut offer = HeaderMap::new();
         for name in [header::SEC_WEBSOCKET_PROTOCOL, header::SEC_WEBSOCKET_EXTENSIONS] {

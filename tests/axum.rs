@@ -17,6 +17,7 @@ use fastws::{Config, Message};
 use futures::{SinkExt, StreamExt};
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::{self, protocol::Role};
 
 /// The app: `/ws` echoes (subprotocol `echo` when offered), `/whoami` sends what the
@@ -59,46 +60,47 @@ async fn serve() -> SocketAddr {
     addr
 }
 
-/// An HTTP/2 connection with prior knowledge (h2c), by hyper's client.
+/// An HTTP/2 connection with prior knowledge (h2c), by hyper's client, once the
+/// server has announced extended CONNECT (RFC 8441 §3).
 async fn h2c(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
+    let (sender, mut connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    // hyper applies the server's SETTINGS in a task of its own: look every 2 ms.
+    let announced = async {
+        while !connection.is_extended_connect_protocol_enabled() {
+            tokio::select! {
+                end = &mut connection => panic!("the connection ended: {end:?}"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(2)) => {}
+            }
+        }
+    };
+    common::within("SETTINGS_ENABLE_CONNECT_PROTOCOL", announced).await;
     tokio::spawn(connection);
     sender
 }
 
-/// Sends an extended CONNECT for `path` with `headers`; returns the response. Until
-/// the server's SETTINGS_ENABLE_CONNECT_PROTOCOL has arrived the client refuses to
-/// send one, so it retries for a moment.
+/// Sends an extended CONNECT for `path` with `headers`; returns the response.
 async fn extended_connect(
     sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
 ) -> http::Response<hyper::body::Incoming> {
-    for _ in 0..200 {
-        let mut request = http::Request::builder()
-            .method(http::Method::CONNECT)
-            .uri(format!("http://{addr}{path}"));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let mut request = request.body(Empty::new()).unwrap();
-        request
-            .extensions_mut()
-            .insert(hyper::ext::Protocol::from_static("websocket"));
-        sender.ready().await.unwrap();
-        match sender.send_request(request).await {
-            Ok(response) => return response,
-            Err(err) if format!("{err:?}").contains("connect") => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await
-            }
-            Err(err) => panic!("extended CONNECT failed: {err:?}"),
-        }
+    let mut request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-    panic!("the server never enabled extended CONNECT")
+    let mut request = request.body(Empty::new()).unwrap();
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    sender.ready().await.unwrap();
+    sender.send_request(request).await.expect("extended CONNECT")
 }
 
 /// A tokio-tungstenite client over the stream an extended CONNECT opened.
@@ -288,8 +290,36 @@ async fn http1_requests_that_are_not_upgrades_are_refused_with_the_rfcs_status()
     let (_, head, _) = common::connect_with_request(addr, old_version.as_bytes()).await;
     assert_eq!(head.status, 426);
     assert_eq!(head.header("sec-websocket-version"), Some("13"));
+    // RFC 9110 §15.5.22: a 426 names the protocol to switch to.
+    assert_eq!(head.header("upgrade"), Some("websocket"));
+    let http10 = common::upgrade_request("/ws", "").replacen("HTTP/1.1", "HTTP/1.0", 1);
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(http10.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 12];
+    common::within("the HTTP/1.0 answer", tcp.read_exact(&mut answer))
+        .await
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.0 400", "HTTP/1.0 has no upgrade");
     let post = common::upgrade_request("/ws", "").replacen("GET", "POST", 1);
     let (_, head, _) = common::connect_with_request(addr, post.as_bytes()).await;
     assert_eq!(head.status, 405);
     assert_eq!(head.header("allow"), Some("GET, CONNECT"));
+}
+
+#[tokio::test]
+async fn the_handler_sees_the_selected_protocol_without_deflate_too() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let addr = serve().await;
+    let mut request = format!("ws://{addr}/whoami").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", http::HeaderValue::from_static("v1"));
+    // tokio-tungstenite offers no permessage-deflate.
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "v1");
+    let agreed = common::within("the agreed parameters", ws.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(agreed.to_text().unwrap(), "Some(\"v1\") Some(\"v1\") None");
 }

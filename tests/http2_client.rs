@@ -183,3 +183,30 @@ async fn wss_with_alpn_h2_to_axums_extractor_behind_rustls() {
         .unwrap();
     assert_eq!(echoed, Message::text("http/1.1"));
 }
+
+#[tokio::test]
+async fn a_server_that_does_not_enable_extended_connect_is_a_handshake_error() {
+    // hyper's HTTP/2 server without `enable_connect_protocol`.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http2_only();
+        let service = hyper_util::service::TowerToHyperService::new(axum_app());
+        let _ = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+            .await;
+    });
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let err = common::within_for(
+        fastws::handshake::http2::SETTINGS_WAIT * 2,
+        "the settings wait",
+        Http2Connection::handshake(tcp),
+    )
+    .await
+    .expect_err("no SETTINGS_ENABLE_CONNECT_PROTOCOL");
+    assert!(
+        matches!(err.handshake(), Some(fastws::HandshakeError::Invalid { .. })),
+        "{err:?}"
+    );
+}

@@ -15,11 +15,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The server must allow extended `CONNECT` (`SETTINGS_ENABLE_CONNECT_PROTOCOL`);
-//! one that does not answers the request with an error, reported as
-//! [`HandshakeError::Refused`]. As over HTTP/1.1, the request's subprotocols, headers
-//! and [`Config`](crate::Config) apply, and permessage-deflate is offered and
-//! negotiated.
+//! The server must allow extended `CONNECT`: the connection waits for its
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL` before any WebSocket is opened (RFC 8441 §3),
+//! and fails with [`HandshakeError::Invalid`] when it does not come within
+//! [`SETTINGS_WAIT`]. As over HTTP/1.1, the request's subprotocols, headers and
+//! [`Config`](crate::Config) apply, and permessage-deflate is offered and
+//! negotiated. Each [`Http2Connection::open`] request should name the host the
+//! connection was made to: HTTP/2 sends its URL's authority as `:authority`, and
+//! nothing checks it against the connection's host or certificate.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
@@ -34,6 +41,13 @@ use super::client::{ClientRequest, MaybeTlsStream, open_tcp};
 use crate::codec::Role;
 use crate::error::{Error, HandshakeError};
 use crate::websocket::WebSocket;
+
+/// How long [`Http2Connection::handshake`] waits for the server to announce
+/// extended `CONNECT` (its first `SETTINGS` normally carries it).
+pub const SETTINGS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How often the wait for that setting looks again.
+const SETTINGS_CHECK: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A WebSocket carried by one stream of an HTTP/2 connection.
 pub type Http2WebSocket = WebSocket<TokioIo<Upgraded>>;
@@ -82,20 +96,52 @@ impl Http2Connection {
     }
 
     /// Speaks HTTP/2 over a transport the caller opened (after ALPN agreed on `h2`,
-    /// or cleartext with prior knowledge). The connection is driven by a task of
-    /// its own on the current tokio runtime.
+    /// or cleartext with prior knowledge), and waits for the server to allow
+    /// extended `CONNECT`. The connection is then driven by a task of its own on the
+    /// current tokio runtime.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the HTTP/2 handshake fails.
+    /// [`Error::Io`] when the HTTP/2 handshake fails or the connection ends;
+    /// [`HandshakeError::Invalid`] when the server has not sent
+    /// `SETTINGS_ENABLE_CONNECT_PROTOCOL` within [`SETTINGS_WAIT`].
     pub async fn handshake<S>(io: S) -> Result<Http2Connection, Error>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (sender, connection) =
+        let (sender, mut connection) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
                 .await
                 .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+        // RFC 8441 §3: no extended CONNECT before the server's setting says it may.
+        // hyper applies the setting in a task of its own and tells nobody, so it is
+        // checked every few milliseconds while the connection is driven.
+        let deadline = tokio::time::Instant::now() + SETTINGS_WAIT;
+        let mut check = tokio::time::interval(SETTINGS_CHECK);
+        std::future::poll_fn(|cx| {
+            loop {
+                if connection.is_extended_connect_protocol_enabled() {
+                    return Poll::Ready(Ok(()));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Poll::Ready(Err(Error::from(HandshakeError::Invalid {
+                        reason: "the server did not enable extended CONNECT (RFC 8441)",
+                        status: None,
+                    })));
+                }
+                if let Poll::Ready(end) = Pin::new(&mut connection).poll(cx) {
+                    let err = match end {
+                        Ok(()) => std::io::ErrorKind::UnexpectedEof.into(),
+                        Err(err) => std::io::Error::other(err),
+                    };
+                    return Poll::Ready(Err(Error::Io(err)));
+                }
+                if check.poll_tick(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await?;
         tokio::spawn(connection);
         Ok(Http2Connection { sender })
     }
@@ -123,7 +169,7 @@ impl Http2Connection {
                 .ready()
                 .await
                 .map_err(|err| Error::Io(std::io::Error::other(err)))?;
-            let response = sender
+            let mut response = sender
                 .send_request(connect)
                 .await
                 .map_err(|err| Error::Io(std::io::Error::other(err)))?;
@@ -134,10 +180,10 @@ impl Http2Connection {
                 );
             }
             let negotiated = request.check_agreement(response.headers())?;
-            let (parts, body) = response.into_parts();
-            let upgraded = hyper::upgrade::on(Response::from_parts(parts.clone(), body))
+            let upgraded = hyper::upgrade::on(&mut response)
                 .await
                 .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+            let (parts, _body) = response.into_parts();
             let ws = WebSocket::after_handshake(
                 TokioIo::new(upgraded),
                 BytesMut::new(),

@@ -161,6 +161,11 @@ impl Acceptor {
         match callback(&request, response) {
             Ok(response) => {
                 negotiated.agreed = Agreed::from_response(response.headers());
+                // A callback that took the extension answer out agreed to none.
+                #[cfg(feature = "deflate")]
+                if !response.headers().contains_key(header::SEC_WEBSOCKET_EXTENSIONS) {
+                    negotiated.deflate = None;
+                }
                 write_response(&mut stream, &response.map(|()| String::new())).await?;
                 let config = self.config.clone();
                 Ok(WebSocket::after_handshake(
@@ -282,9 +287,10 @@ impl Refusal {
         let mut response = Response::new(format!("{error}\n"));
         *response.status_mut() = status;
         if status == StatusCode::UPGRADE_REQUIRED {
-            response
-                .headers_mut()
-                .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            let headers = response.headers_mut();
+            headers.insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            // RFC 9110 §15.5.22: a 426 names the protocol to upgrade to.
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         }
         Refusal {
             error: error.into(),

@@ -315,8 +315,10 @@ impl<S> WebSocket<S> {
     }
 
     /// The subprotocol the opening handshake selected (`Sec-WebSocket-Protocol` of
-    /// the `101` response), if any. `None` for a WebSocket built over a transport
-    /// whose handshake fastws did not run.
+    /// the response that accepted the WebSocket), if any. `None` for a WebSocket
+    /// built over a transport whose handshake fastws did not run, and after
+    /// `fastws::hyper::upgrade`, whose response the caller finishes (use
+    /// `fastws::axum`, or remember the protocol you chose).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), fastws::Error> {
