@@ -365,3 +365,36 @@ async fn refusal_ends_with_a_clean_close_even_if_the_client_sent_more_than_was_r
     assert_eq!(body.len(), content_length);
     assert_refused(finish(server).await, 431);
 }
+
+#[tokio::test]
+async fn a_callback_that_removes_the_extension_answer_turns_deflate_off() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = fastws::accept_with(tcp, |_, mut response| {
+            response
+                .headers_mut()
+                .remove(http::header::SEC_WEBSOCKET_EXTENSIONS);
+            Ok(response)
+        })
+        .await?;
+        let compressed = ws.is_compressed();
+        let message = ws.next().await.expect("a message")?;
+        futures::SinkExt::send(&mut ws, message).await?;
+        Ok::<_, Error>(compressed)
+    });
+    // The client offers deflate (its default) and sees no answer: none agreed.
+    let (mut ws, response) = fastws::connect(format!("ws://{addr}/")).await.unwrap();
+    assert!(!response.headers().contains_key("sec-websocket-extensions"));
+    assert!(!ws.is_compressed());
+    futures::SinkExt::send(&mut ws, Message::text("plain"))
+        .await
+        .unwrap();
+    let echoed = within("the echo", ws.next()).await.unwrap().unwrap();
+    assert_eq!(echoed, Message::text("plain"));
+    assert!(
+        !finish(server).await.unwrap(),
+        "the server must not compress either"
+    );
+}
