@@ -106,7 +106,7 @@ pub use error::{Error, HandshakeError, ProtocolError};
 pub use frame::{CloseCode, Frame, OpCode};
 pub use handshake::client::MaybeTlsStream;
 pub use handshake::client::{ClientRequest, client_handshake, connect};
-pub use handshake::server::{Acceptor, Rejection, accept, accept_with};
+pub use handshake::server::{Acceptor, Rejection, UpgradeRequest, UpgradeResponse, accept, accept_with};
 pub use message::{CloseFrame, Message, Utf8Bytes};
 pub use streaming::{MessageKind, MessageReader, MessageWriter};
 pub use websocket::{SplitSink, SplitStream, WebSocket};

@@ -231,7 +231,32 @@ impl Acceptor {
 /// assert_eq!(rejection.response().status(), 403);
 /// ```
 #[derive(Debug)]
+#[doc(alias = "ErrorResponse")]
 pub struct Rejection(Box<Response<String>>);
+
+/// The upgrade request an [`accept_with`](Acceptor::accept_with) callback inspects
+/// (tokio-tungstenite's `handshake::server::Request`).
+#[doc(alias = "Request")]
+pub type UpgradeRequest = Request<()>;
+
+/// The `101` response an [`accept_with`](Acceptor::accept_with) callback may add
+/// headers to and returns (tokio-tungstenite's `handshake::server::Response`).
+///
+/// ```no_run
+/// use fastws::handshake::server::{Rejection, UpgradeRequest, UpgradeResponse};
+///
+/// fn check(request: &UpgradeRequest, response: UpgradeResponse) -> Result<UpgradeResponse, Rejection> {
+///     match request.headers().get("authorization") {
+///         Some(_) => Ok(response),
+///         None => Err(Rejection::new(http::StatusCode::UNAUTHORIZED, "no token")),
+///     }
+/// }
+/// # async fn run(tcp: tokio::net::TcpStream) -> Result<(), fastws::Error> {
+/// let ws = fastws::accept_with(tcp, check).await?;
+/// # Ok(()) }
+/// ```
+#[doc(alias = "Response")]
+pub type UpgradeResponse = Response<()>;
 
 impl Rejection {
     /// A response with `status` and a plain-text `body`.
