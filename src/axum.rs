@@ -49,9 +49,8 @@ use hyper_util::rt::TokioIo;
 use crate::codec::Role;
 use crate::config::Config;
 use crate::error::Error;
-use crate::handshake::accept_key;
 use crate::handshake::server::{
-    Refusal, Rejection, negotiate_extensions, validate_upgrade, validate_version,
+    Refusal, Rejection, negotiate_extensions, switch_to_websocket, validate_upgrade, validate_version,
 };
 use crate::hyper::HyperWebSocket;
 use crate::websocket::Agreed;
@@ -165,13 +164,7 @@ impl<F> WebSocketUpgrade<F> {
         let mut response = Response::new(axum_core::body::Body::empty());
         // Over HTTP/2 a 2xx answer opens the stream, with no key to answer (RFC 8441 §5).
         if let Some(key) = &self.key {
-            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let accept =
-                HeaderValue::from_str(&accept_key(key.as_bytes())).expect("base64 is a valid header value");
-            let headers = response.headers_mut();
-            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+            switch_to_websocket(&mut response, key.as_bytes());
         }
         if let Some(protocol) = &self.protocol {
             response

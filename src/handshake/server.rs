@@ -371,17 +371,20 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, Refusal> {
 /// The `101 Switching Protocols` answer to a validated upgrade request, with the
 /// extensions accepted from its offers (RFC 6455 §4.2.2).
 pub(crate) fn switching_protocols(request: &HeaderMap, config: &Config) -> (Response<()>, Negotiated) {
-    let key = request[header::SEC_WEBSOCKET_KEY].as_bytes();
-    let accept = HeaderValue::from_str(&accept_key(key)).expect("base64 is a valid header value");
-    let mut response = Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::UPGRADE, "websocket")
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-        .body(())
-        .expect("static response parts are valid");
+    let mut response = Response::new(());
+    switch_to_websocket(&mut response, request[header::SEC_WEBSOCKET_KEY].as_bytes());
     let negotiated = negotiate_extensions(request, response.headers_mut(), config);
     (response, negotiated)
+}
+
+/// Makes `response` the `101 Switching Protocols` that answers `key` (RFC 6455 §4.2.2).
+pub(crate) fn switch_to_websocket<B>(response: &mut Response<B>, key: &[u8]) {
+    let accept = HeaderValue::from_str(&accept_key(key)).expect("base64 is a valid header value");
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
 }
 
 /// Accepts the extensions offered that this server supports, adding them to the
