@@ -368,10 +368,7 @@ async fn refusal_ends_with_a_clean_close_even_if_the_client_sent_more_than_was_r
 
 #[tokio::test]
 async fn a_callback_that_removes_the_extension_answer_turns_deflate_off() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
+    let (addr, server) = start_raw(|tcp| async move {
         let mut ws = fastws::accept_with(tcp, |_, mut response| {
             response
                 .headers_mut()
@@ -383,7 +380,8 @@ async fn a_callback_that_removes_the_extension_answer_turns_deflate_off() {
         let message = ws.next().await.expect("a message")?;
         futures::SinkExt::send(&mut ws, message).await?;
         Ok::<_, Error>(compressed)
-    });
+    })
+    .await;
     // The client offers deflate (its default) and sees no answer: none agreed.
     let (mut ws, response) = fastws::connect(format!("ws://{addr}/")).await.unwrap();
     assert!(!response.headers().contains_key("sec-websocket-extensions"));

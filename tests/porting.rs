@@ -111,10 +111,7 @@ async fn split_stream_is_fused_too() {
 
 #[tokio::test]
 async fn both_ends_report_the_negotiated_subprotocol_and_extensions() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
+    let (addr, server) = common::start_raw(|tcp| async move {
         let ws = fastws::accept_with(tcp, |request, mut response| {
             let chosen = fastws::handshake::offered_protocols(request.headers())
                 .find(|p| *p == "chat.v1")
@@ -133,7 +130,8 @@ async fn both_ends_report_the_negotiated_subprotocol_and_extensions() {
             ws.extensions().map(str::to_owned),
             ws.is_compressed(),
         )
-    });
+    })
+    .await;
     let (ws, _) = fastws::ClientRequest::new(format!("ws://{addr}/"))
         .protocol("chat.v2")
         .protocol("chat.v1")
