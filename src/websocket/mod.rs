@@ -151,8 +151,13 @@ pub(crate) struct Negotiated {
 }
 
 /// The subprotocol and extensions the `101` response agreed to, as it sent them.
+/// Boxed, and absent when neither was: a pointer in every connection's state, not
+/// two header values.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Agreed {
+pub(crate) struct Agreed(Option<Box<AgreedHeaders>>);
+
+#[derive(Debug, Clone)]
+struct AgreedHeaders {
     protocol: Option<HeaderValue>,
     extensions: Option<HeaderValue>,
 }
@@ -160,10 +165,20 @@ pub(crate) struct Agreed {
 impl Agreed {
     /// Read off the headers of the `101` response.
     pub(crate) fn from_response(headers: &HeaderMap) -> Agreed {
-        Agreed {
-            protocol: headers.get(http::header::SEC_WEBSOCKET_PROTOCOL).cloned(),
-            extensions: headers.get(http::header::SEC_WEBSOCKET_EXTENSIONS).cloned(),
+        let protocol = headers.get(http::header::SEC_WEBSOCKET_PROTOCOL).cloned();
+        let extensions = headers.get(http::header::SEC_WEBSOCKET_EXTENSIONS).cloned();
+        if protocol.is_none() && extensions.is_none() {
+            return Agreed(None);
         }
+        Agreed(Some(Box::new(AgreedHeaders { protocol, extensions })))
+    }
+
+    fn protocol(&self) -> Option<&str> {
+        self.0.as_ref()?.protocol.as_ref()?.to_str().ok()
+    }
+
+    fn extensions(&self) -> Option<&str> {
+        self.0.as_ref()?.extensions.as_ref()?.to_str().ok()
     }
 }
 
@@ -331,20 +346,14 @@ impl<S> WebSocket<S> {
     /// # Ok(()) }
     /// ```
     pub fn protocol(&self) -> Option<&str> {
-        self.agreed
-            .protocol
-            .as_ref()
-            .and_then(|value| value.to_str().ok())
+        self.agreed.protocol()
     }
 
     /// The extensions the opening handshake agreed to, as the `101` response's
     /// `Sec-WebSocket-Extensions` spelled them (for example
     /// `permessage-deflate; client_max_window_bits=12`), if any.
     pub fn extensions(&self) -> Option<&str> {
-        self.agreed
-            .extensions
-            .as_ref()
-            .and_then(|value| value.to_str().ok())
+        self.agreed.extensions()
     }
 
     /// Whether permessage-deflate is in use on this connection.
