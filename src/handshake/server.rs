@@ -373,7 +373,8 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, Refusal> {
 pub(crate) fn switching_protocols(request: &HeaderMap, config: &Config) -> (Response<()>, Negotiated) {
     let mut response = Response::new(());
     switch_to_websocket(&mut response, request[header::SEC_WEBSOCKET_KEY].as_bytes());
-    let negotiated = negotiate_extensions(request, response.headers_mut(), config);
+    let mut negotiated = negotiate_extensions(request, response.headers_mut(), config);
+    negotiated.agreed = Agreed::from_response(response.headers());
     (response, negotiated)
 }
 
@@ -402,7 +403,7 @@ pub(crate) fn negotiate_extensions(
             response.insert(header::SEC_WEBSOCKET_EXTENSIONS, answer);
             Negotiated {
                 deflate: Some(params),
-                agreed: Agreed::from_response(response),
+                ..Negotiated::default()
             }
         })
     }
