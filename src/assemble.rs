@@ -86,6 +86,7 @@ impl MessageAssembler {
     /// and one in more frames than allowed is [`Error::TooManyFragments`] (1009);
     /// invalid UTF-8 in a text message is [`Error::InvalidUtf8`] (1007), reported at
     /// the fragment where it appears.
+    #[inline]
     pub(crate) fn push(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
         let opcode = self.message_opcode(&frame)?;
         if opcode == frame.opcode() && frame.is_fin() && !self.compressed && self.validated == 0 {
@@ -160,6 +161,7 @@ impl MessageAssembler {
     /// The opcode of the message `frame` belongs to, checking the continuation
     /// rules (RFC 6455 §5.4) and the fragment limit, and noting a new message's
     /// compression and kind.
+    #[inline]
     fn message_opcode(&mut self, frame: &Frame) -> Result<OpCode, Error> {
         debug_assert!(frame.opcode().is_data());
         match (frame.opcode(), self.in_progress) {
@@ -241,6 +243,7 @@ impl MessageAssembler {
     }
 
     /// An unfragmented message: zero copy, validated in one pass.
+    #[inline]
     fn whole_message(&mut self, opcode: OpCode, payload: Bytes) -> Result<Option<Message>, Error> {
         self.check_size(payload.len())?;
         Ok(Some(match opcode {
@@ -288,6 +291,7 @@ impl MessageAssembler {
         }))
     }
 
+    #[inline]
     fn check_size(&self, len: usize) -> Result<(), Error> {
         if len > self.max_message_size {
             return Err(Error::MessageTooLarge {

@@ -185,6 +185,7 @@ impl WsCodec {
 
     /// Parses and validates the header at the start of `src`, without consuming it.
     /// `Ok(None)` means more bytes are needed.
+    #[inline]
     fn parse_header(&self, src: &[u8]) -> Result<Option<Header>, Error> {
         let [first_byte, second_byte, ..] = *src else {
             return Ok(None);
@@ -271,6 +272,7 @@ impl WsCodec {
     /// worst-case expansion on top (`deflateBound` for a raw stream, about 0.03 %),
     /// so a limit means the same for a compressed message as for a plain one. The
     /// inflated size is bounded by the message limit.
+    #[inline]
     fn frame_limit(&self, opcode: OpCode) -> usize {
         let max = self.max_frame_size;
         if opcode.is_data() && self.allowed_rsv & 0b100 != 0 {
@@ -352,6 +354,7 @@ impl WsCodec {
     /// The transport layer calls this, then reserves only when it is about to read,
     /// after writing out payloads that still share the read buffer: a reservation
     /// while they do would allocate a new buffer.
+    #[inline]
     pub(crate) fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
         let header = match self.pending {
             Some(header) => header,
@@ -420,6 +423,7 @@ impl Encoder<Frame> for WsCodec {
     /// A control frame with a payload over 125 bytes is refused with
     /// [`Error::ControlPayloadTooLong`], one with FIN clear with [`Error::Protocol`]:
     /// RFC 6455 §5.5 forbids sending either.
+    #[inline]
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), Error> {
         let payload = frame.payload();
         if frame.opcode().is_control() {
@@ -447,16 +451,17 @@ impl Encoder<Frame> for WsCodec {
 
 /// Writes a frame header: `first_byte` (FIN, RSV, opcode), the payload length in its
 /// shortest form, and the mask key if any.
+#[inline]
 pub(crate) fn put_header(dst: &mut BytesMut, first_byte: u8, len: usize, mask: Option<[u8; 4]>) {
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    dst.put_u8(first_byte);
+    // One write per length form: each `put_*` checks the capacity again.
     if len < 126 {
-        dst.put_u8(mask_bit | len as u8);
+        dst.put_u16(u16::from_be_bytes([first_byte, mask_bit | len as u8]));
     } else if len <= usize::from(u16::MAX) {
-        dst.put_u8(mask_bit | 126);
-        dst.put_u16(len as u16);
+        let [high, low] = (len as u16).to_be_bytes();
+        dst.put_u32(u32::from_be_bytes([first_byte, mask_bit | 126, high, low]));
     } else {
-        dst.put_u8(mask_bit | 127);
+        dst.put_u16(u16::from_be_bytes([first_byte, mask_bit | 127]));
         dst.put_u64(len as u64);
     }
     if let Some(key) = mask {

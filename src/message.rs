@@ -296,6 +296,7 @@ impl Message {
     }
 
     /// The single, final frame that carries this message unfragmented.
+    #[inline]
     pub fn into_frame(self) -> Frame {
         match self {
             Message::Text(text) => Frame::new(OpCode::Text, text.into_bytes()),
