@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Summarises run.sh's raw lines (`server C S K msgs/s MB/s`) as Markdown tables.
+"""Summarises run.sh's raw lines (`server C S K msgs/s MB/s [p50 p99 p99.9]`, the
+round-trip percentiles in µs) as Markdown tables.
 
 Usage: python3 report.py RESULTS.txt [MORE.txt ...]
 
@@ -9,6 +10,8 @@ that is neither fastws nor raw TCP); fastws / best peer; fastws / raw TCP; and t
 geometric means of those ratios over the cells where both sides were measured; how
 many cells fastws wins; and, when the matrix ran `fastws_twin` (the same server under
 a second name), how far the two copies landed apart: the noise floor of the run.
+Where the lines carry round trips: p50 / p99 / p99.9 per server and cell (medians
+over the rounds), and fastws's p99 against the lowest p99 of the peers.
 """
 
 import math
@@ -47,22 +50,66 @@ def geomean(values):
 
 def load(paths):
     runs = defaultdict(list)  # (server, c, s, k) -> [msgs/s]
+    latencies = defaultdict(list)  # (server, c, s, k) -> [(p50, p99, p99.9)] in µs
     order = []
     for path in paths:
         with open(path) as f:
             for line in f:
                 fields = line.split()
-                if not fields or fields[0].startswith("#") or len(fields) != 6:
+                if not fields or fields[0].startswith("#") or len(fields) not in (6, 9):
                     continue
-                server, c, s, k, rate, _mbs = fields
+                server, c, s, k, rate = fields[:5]
                 try:
                     key = (server, int(c), int(s), int(k))
-                    runs[key].append(float(rate))
+                    rate = float(rate)
+                    percentiles = tuple(float(v) for v in fields[6:9])
                 except ValueError:
                     continue
+                runs[key].append(rate)
+                if percentiles:
+                    latencies[key].append(percentiles)
                 if server not in order:
                     order.append(server)
-    return runs, order
+    return runs, latencies, order
+
+
+def latency_label(micros):
+    if micros >= 10_000:
+        return f"{micros / 1000:,.0f} ms"
+    if micros >= 1_000:
+        return f"{micros / 1000:.1f} ms"
+    return f"{micros:.0f}"
+
+
+def latency_report(latencies, cells, servers, peers, cell_label):
+    """p50 / p99 / p99.9 per server and cell, and fastws's p99 against the peers'."""
+    if not latencies:
+        return
+    # Per percentile, the median over the rounds.
+    median = {key: tuple(statistics.median(r[i] for r in rounds) for i in range(3))
+              for key, rounds in latencies.items()}
+    print("\n### Round trips, µs: p50 / p99 / p99.9 (median over the rounds)\n")
+    rows = []
+    for cell in cells:
+        row = [cell_label(cell)]
+        for s in servers:
+            value = median.get((s, *cell))
+            row.append(" / ".join(latency_label(v) for v in value) if value else "–")
+        rows.append(row)
+    print(table(["conns × size × in-flight"] + servers, rows))
+    print("\n### fastws's p99 against the lowest p99 of the peers\n")
+    rows = []
+    for cell in cells:
+        fast = median.get((FASTWS, *cell))
+        twin = median.get((TWIN, *cell))
+        measured = [(median[(p, *cell)][1], p) for p in peers if (p, *cell) in median]
+        if not fast or not measured:
+            continue
+        best, best_name = min(measured)
+        rows.append([cell_label(cell), latency_label(fast[1]), latency_label(twin[1]) if twin else "–",
+                     best_name, latency_label(best), f"**{fast[1] / best:.2f}**" if best else "–"])
+    print(table(["conns × size × in-flight", "fastws p99", "twin p99", "lowest peer", "its p99",
+                 "fastws / lowest"], rows))
 
 
 def table(header, rows):
@@ -72,7 +119,7 @@ def table(header, rows):
 
 
 def main(paths):
-    runs, servers = load(paths)
+    runs, latencies, servers = load(paths)
     if not runs:
         sys.exit("report.py: no results in " + " ".join(paths))
     median = {key: statistics.median(rates) for key, rates in runs.items()}
@@ -167,6 +214,7 @@ def main(paths):
         if ratios:
             rows.append([f"{s} / fastws", f"{geomean(ratios):.2f}", str(len(ratios))])
     print(table(["ratio", "geometric mean", "cells"], rows))
+    latency_report(latencies, cells, servers, peers, cell_label)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 #   env: ROUNDS=3 WARMUP=1 DURATION=3          rounds; seconds of warm-up and measure per run
 #        CONNS="1 16 256" SIZES="16 1024 65536 1048576" INFLIGHT="1 16"
 #        SERVERS="fastws ... raw_tcp"           which srv_* to run (default: all)
-#        OUT=results/run-DATE.txt               raw lines: server C S K msgs/s MB/s
+#        OUT=results/run-DATE.txt               raw lines: server C S K msgs/s MB/s p50 p99 p99.9
 #        SERVER_CPU=0 LOAD_CPU=1                taskset pinning
 #        FASTWS_REV=HEAD                        build fastws from a commit, not the work tree (build.sh)
 #
@@ -61,7 +61,7 @@ limit=$(awk "BEGIN { print $WARMUP + $DURATION + 60 }")
     echo "# $(date -Is) rounds=$ROUNDS warmup=$WARMUP duration=$DURATION"
     echo "# fastws $FASTWS_DESCRIBED"
     echo "# nproc=$(nproc) cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs) kernel=$(uname -r)"
-    echo "# server C S K msgs/s MB/s"
+    echo "# server C S K msgs/s MB/s p50 p99 p99.9 (round trips, µs)"
 } >>"$OUT"
 echo "raw results: $OUT   server log: $LOG" >&2
 

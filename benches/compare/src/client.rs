@@ -1,9 +1,12 @@
 //! The load side, on plain tokio and no WebSocket library: the upgrade by hand,
 //! pre-built masked binary frames, and a parser that checks every echoed frame.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -225,11 +228,94 @@ impl Load {
     }
 }
 
+/// The longest round trip the histogram tells apart from longer ones (60 s).
+const MAX_ROUND_TRIP_NANOS: u64 = 60_000_000_000;
+
 /// Counters shared by the connections of a load.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Progress {
     /// Echoes received and checked, all connections together.
     pub echoed: AtomicU64,
+    /// Messages written, all connections together.
+    pub sent: AtomicU64,
+    /// The most messages the connections write together (none more once reached,
+    /// so the load ends with nothing in flight); unlimited by default.
+    pub send_limit: AtomicU64,
+    /// Whether round trips are recorded (set after the warm-up).
+    pub recording: AtomicBool,
+    /// Round-trip times of the echoes received while recording, in nanoseconds,
+    /// from the start of the write that sent the message to the read that completed
+    /// its echo (so with K in flight, the time a message waits behind the others).
+    pub round_trips: Mutex<Histogram<u64>>,
+}
+
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress {
+            echoed: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            send_limit: AtomicU64::new(u64::MAX),
+            recording: AtomicBool::new(false),
+            round_trips: Mutex::new(
+                Histogram::new_with_bounds(1, MAX_ROUND_TRIP_NANOS, 3).expect("valid histogram bounds"),
+            ),
+        }
+    }
+}
+
+impl Progress {
+    /// Starts recording round trips, forgetting any recorded before.
+    pub fn start_recording(&self) {
+        self.round_trips().reset();
+        self.recording.store(true, Ordering::Relaxed);
+    }
+
+    /// The recorded round trips.
+    pub fn round_trips(&self) -> std::sync::MutexGuard<'_, Histogram<u64>> {
+        self.round_trips.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// When the messages in flight on one connection were sent, oldest first: one
+/// entry per write, with the number of messages it carried (echoes come back in
+/// order).
+#[derive(Debug, Default)]
+struct SendTimes {
+    writes: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+impl SendTimes {
+    fn sent(&self, messages: usize) {
+        self.lock().push_back((Instant::now(), messages as u64));
+    }
+
+    /// Takes the send times of the next `echoed` messages, recording their round
+    /// trips in `progress` if it is recording.
+    fn echoed(&self, mut echoed: u64, progress: &Progress) {
+        let now = Instant::now();
+        let recording = progress.recording.load(Ordering::Relaxed);
+        let mut writes = self.lock();
+        let mut round_trips = recording.then(|| progress.round_trips());
+        while echoed > 0 {
+            let Some((sent, messages)) = writes.front_mut() else {
+                return;
+            };
+            let these = echoed.min(*messages);
+            if let Some(histogram) = &mut round_trips {
+                let nanos = u64::try_from((now - *sent).as_nanos()).unwrap_or(u64::MAX);
+                histogram.saturating_record_n(nanos.max(1), these);
+            }
+            *messages -= these;
+            echoed -= these;
+            if *messages == 0 {
+                writes.pop_front();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, u64)>> {
+        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Keeps `load.in_flight` messages in flight on `tcp` until an error: a writer
@@ -239,14 +325,21 @@ pub async fn drive(tcp: TcpStream, load: Load, progress: Arc<Progress>) -> Resul
     let (read, write) = tcp.into_split();
     let credits = Arc::new(Semaphore::new(load.in_flight));
     let parser = EchoParser::new(load.size, load.masked_echo);
+    let send_times = SendTimes::default();
     tokio::try_join!(
-        read_echoes(read, parser, &credits, &progress, &load),
-        write_frames(write, &load, &credits),
+        read_echoes(read, parser, &credits, &progress, &load, &send_times),
+        write_frames(write, &load, &credits, &progress, &send_times),
     )?;
     Ok(())
 }
 
-async fn write_frames(mut write: OwnedWriteHalf, load: &Load, credits: &Semaphore) -> Result<(), String> {
+async fn write_frames(
+    mut write: OwnedWriteHalf,
+    load: &Load,
+    credits: &Semaphore,
+    progress: &Progress,
+    send_times: &SendTimes,
+) -> Result<(), String> {
     loop {
         credits.acquire().await.map_err(|e| e.to_string())?.forget();
         let mut n = 1;
@@ -258,6 +351,14 @@ async fn write_frames(mut write: OwnedWriteHalf, load: &Load, credits: &Semaphor
                 .forget();
             n += more;
         }
+        let before = progress.sent.fetch_add(n as u64, Ordering::Relaxed);
+        let allowed = progress.send_limit.load(Ordering::Relaxed).saturating_sub(before);
+        n = n.min(usize::try_from(allowed).unwrap_or(usize::MAX));
+        if n == 0 {
+            // The limit is reached: the echoes still to come end the load.
+            return std::future::pending().await;
+        }
+        send_times.sent(n);
         write
             .write_all(&load.frames[..n * load.frame_len])
             .await
@@ -271,6 +372,7 @@ async fn read_echoes(
     credits: &Semaphore,
     progress: &Progress,
     load: &Load,
+    send_times: &SendTimes,
 ) -> Result<(), String> {
     let mut buf = vec![0u8; (load.size + 14).clamp(64 * 1024, 256 * 1024)];
     loop {
@@ -280,6 +382,7 @@ async fn read_echoes(
         }
         let done = parser.feed(&buf[..n])?;
         if done > 0 {
+            send_times.echoed(done, progress);
             progress.echoed.fetch_add(done, Ordering::Relaxed);
             credits.add_permits(done as usize);
         }

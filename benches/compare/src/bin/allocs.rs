@@ -1,12 +1,15 @@
 //! Heap allocations per message on the server side of a steady-state echo: 16-byte
-//! binary messages (or `SIZE` bytes), 16 in flight, one loopback connection, driven
-//! in-process.
+//! binary messages (or `SIZE` bytes), 16 in flight, one loopback connection (or
+//! `CONNS`), driven in-process.
 //!
-//! Usage: [SIZE=BYTES] [MEASURED=N] allocs [NAME ...|all]   (default: fastws; NAME as in srv_NAME)
+//! Usage: [SIZE=BYTES] [WARMUP=N] [MEASURED=N] [CONNS=N] allocs [NAME ...|all]   (default: fastws; NAME as in srv_NAME)
 //!
 //! The server runs on its own thread with its own single-threaded runtime, and only
 //! that thread's allocations are counted (alloc, alloc_zeroed and realloc), from
-//! message WARMUP to WARMUP + MEASURED as the client counts echoes.
+//! message WARMUP to WARMUP + MEASURED as the client counts echoes. The client
+//! sends exactly WARMUP + MEASURED messages and waits for every echo, so a run ends
+//! with nothing in flight: the server's total work is the same in every run of the
+//! same count (what `instructions.sh` relies on).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -20,11 +23,14 @@ use fastws_compare::servers;
 /// The message size unless `SIZE` says otherwise.
 const DEFAULT_SIZE: usize = 16;
 const IN_FLIGHT: usize = 16;
-const WARMUP: u64 = 20_000;
+/// Messages echoed before counting starts unless `WARMUP` says otherwise.
+const DEFAULT_WARMUP: u64 = 20_000;
 /// Messages counted unless `MEASURED` says otherwise (fewer for large messages).
 const DEFAULT_MEASURED: u64 = 500_000;
 /// A run that has not finished by then has failed.
-const TIME_LIMIT: Duration = Duration::from_secs(60);
+const TIME_LIMIT: Duration = Duration::from_secs(300);
+/// The most connections `CONNS` may ask for.
+const MAX_CONNS: usize = 1024;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
@@ -124,6 +130,7 @@ fn measure(name: &str) -> Result<Measured, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?.to_string();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server_name = name.to_owned();
+    let conns = env_or("CONNS", 1).clamp(1, MAX_CONNS);
     let server = std::thread::spawn(move || -> Result<(), String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -132,12 +139,14 @@ fn measure(name: &str) -> Result<Measured, String> {
         runtime.block_on(async move {
             COUNTED.with(|counted| counted.set(true));
             let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-            let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
-            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-            let connection = servers::by_name(&server_name, tcp).ok_or("no such server")?;
-            // Spawned, since some handlers (hyper's upgrade) hand the echo to a task of
-            // their own and return; the runtime lives until the client is done.
-            tokio::spawn(connection);
+            for _ in 0..conns {
+                let (tcp, _) = listener.accept().await.map_err(|e| e.to_string())?;
+                tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+                let connection = servers::by_name(&server_name, tcp).ok_or("no such server")?;
+                // Spawned, since some handlers (hyper's upgrade) hand the echo to a task
+                // of their own and return; the runtime lives until the client is done.
+                tokio::spawn(connection);
+            }
             let _ = stopped.await;
             Ok(())
         })
@@ -148,24 +157,26 @@ fn measure(name: &str) -> Result<Measured, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let result = runtime.block_on(async {
-        let tcp = client::connect(&addr).await.map_err(|e| e.to_string())?;
         let progress = Arc::new(Progress::default());
         let echoed = || progress.echoed.load(Ordering::Relaxed);
-        let size = std::env::var("SIZE")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(DEFAULT_SIZE);
-        let load = Load::new(size, IN_FLIGHT, name.starts_with("raw"));
-        let driver = tokio::spawn(client::drive(tcp, load, Arc::clone(&progress)));
+        let measured = env_or("MEASURED", DEFAULT_MEASURED);
+        let warmup = env_or("WARMUP", DEFAULT_WARMUP);
+        progress.send_limit.store(warmup + measured, Ordering::Relaxed);
+        let load = Load::new(env_or("SIZE", DEFAULT_SIZE), IN_FLIGHT, name.starts_with("raw"));
+        let mut drivers = Vec::with_capacity(conns);
+        for _ in 0..conns {
+            let tcp = client::connect(&addr).await.map_err(|e| e.to_string())?;
+            drivers.push(tokio::spawn(client::drive(
+                tcp,
+                load.clone(),
+                Arc::clone(&progress),
+            )));
+        }
         let deadline = Instant::now() + TIME_LIMIT;
         let mut snapshots = Vec::new();
-        let measured = std::env::var("MEASURED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(DEFAULT_MEASURED);
-        for target in [WARMUP, WARMUP + measured] {
+        for target in [warmup, warmup + measured] {
             while echoed() < target {
-                if driver.is_finished() || Instant::now() > deadline {
+                if drivers.iter().any(|driver| driver.is_finished()) || Instant::now() > deadline {
                     return Err("the echo stopped or took too long".to_owned());
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -176,7 +187,9 @@ fn measure(name: &str) -> Result<Measured, String> {
                 ALLOCATED_BYTES.load(Ordering::Relaxed),
             ));
         }
-        driver.abort();
+        for driver in &drivers {
+            driver.abort();
+        }
         let messages = (snapshots[1].0 - snapshots[0].0) as f64;
         Ok(Measured {
             per_message: (snapshots[1].1 - snapshots[0].1) as f64 / messages,
@@ -190,4 +203,12 @@ fn measure(name: &str) -> Result<Measured, String> {
         .join()
         .map_err(|_| "the server thread panicked".to_owned())??;
     result
+}
+
+/// The number in the environment variable `name`, or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
 }

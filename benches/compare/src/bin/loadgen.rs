@@ -1,6 +1,8 @@
 //! The load generator: C connections, each keeping K binary messages of S bytes in
 //! flight, for a fixed duration after a warm-up; prints one line
-//! `server C S K msgs/s MB/s` (MB/s counts echoed payload, 10^6 bytes).
+//! `server C S K msgs/s MB/s p50 p99 p99.9` (MB/s counts echoed payload, 10^6
+//! bytes; the last three are round-trip percentiles in microseconds, from an HDR
+//! histogram of every echo of the measured part, see `client::Progress`).
 //!
 //! Usage: loadgen --server NAME --addr 127.0.0.1:PORT -c C -s S -k K [--warmup SECS] [--duration SECS]
 //!
@@ -115,6 +117,7 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    progress.start_recording();
     let (start, from) = (Instant::now(), progress.echoed.load(Ordering::Relaxed));
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
     let (elapsed, to) = (
@@ -122,15 +125,23 @@ async fn main() {
         progress.echoed.load(Ordering::Relaxed),
     );
 
+    let micros = {
+        let round_trips = progress.round_trips();
+        [0.5, 0.99, 0.999].map(|q| round_trips.value_at_quantile(q) as f64 / 1e3)
+    };
+
     let rate = (to - from) as f64 / elapsed;
     println!(
-        "{} {} {} {} {:.0} {:.2}",
+        "{} {} {} {} {:.0} {:.2} {:.1} {:.1} {:.1}",
         args.server,
         args.connections,
         args.size,
         args.in_flight,
         rate,
-        rate * args.size as f64 / 1e6
+        rate * args.size as f64 / 1e6,
+        micros[0],
+        micros[1],
+        micros[2]
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
