@@ -4,13 +4,19 @@
 //! against a widened key, a loop LLVM turns into SIMD on every target with vector
 //! registers (SSE2 on x86_64, NEON on aarch64) without `unsafe`. On x86_64 CPUs with
 //! AVX2, detected at run time, the same loop is compiled a second time for AVX2 and
-//! used for payloads of [`AVX2_FROM`] bytes or more: 0.09 instructions per byte
+//! used for payloads of [`AVX2_FROM`] bytes or more: 0.074 instructions per byte
 //! against SSE2's 0.23 (callgrind, 1 MiB payloads); calling it takes one `unsafe`
 //! block, after the check. [`apply_mask_scalar`] is the byte-at-a-time reference
 //! both paths are tested against.
 
 /// Bytes processed per step of the fast loop.
 const BLOCK: usize = 32;
+
+/// Bytes processed per step of the AVX2 path's first stage: LLVM unrolls it to eight
+/// 256-bit operations per step (0.074 instructions per byte at 1 MiB, against 0.086
+/// with [`BLOCK`]-sized steps alone; callgrind). Kept out of the portable path,
+/// where the extra stage costs small payloads more than it saves.
+const WIDE_BLOCK: usize = 256;
 
 /// Masks (or unmasks: the operation is its own inverse) `buf` with `key`, where
 /// `buf[0]` is at position `phase` of the mask (`phase` is taken modulo 4).
@@ -48,12 +54,21 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) {
 /// more than the wider registers save.
 pub const AVX2_FROM: usize = 128;
 
-/// [`apply_mask_portable`] compiled for AVX2: LLVM widens the same loop to 256-bit
-/// registers.
+/// The fast path compiled for AVX2: [`WIDE_BLOCK`]-sized steps, then
+/// [`apply_mask_portable`] for the rest; LLVM widens both loops to 256-bit registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn apply_mask_avx2(buf: &mut [u8], key: [u8; 4], phase: usize) {
-    apply_mask_portable(buf, key, phase);
+    let key = rotate_key(key, phase);
+    let word = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut wide_blocks = buf.chunks_exact_mut(WIDE_BLOCK);
+    for block in &mut wide_blocks {
+        for lane in block.chunks_exact_mut(8) {
+            xor_word(lane, word);
+        }
+    }
+    // WIDE_BLOCK is a multiple of 4: the rest starts at phase 0 of the rotated key.
+    apply_mask_portable(wide_blocks.into_remainder(), key, 0);
 }
 
 /// The portable fast path, inlined into each caller so it is compiled for the
@@ -161,7 +176,8 @@ mod tests {
     fn both_compiled_paths_match_the_reference_around_every_block_edge() {
         let key = [0x91, 0x05, 0xee, 0x7c];
         for len in [
-            0, 1, 7, 8, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 1000, 4099, 65_537,
+            0, 1, 7, 8, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 263, 287, 288, 289, 511, 512,
+            513, 1000, 4099, 65_537,
         ] {
             for offset in 0..8 {
                 for phase in 0..4 {
