@@ -13,10 +13,11 @@
 #
 # `allocs` drives the connections in-process (the server on a thread of its own,
 # serving all of them). Under callgrind with --separate-threads, that thread's total
-# is counted twice, over 20,000 + 20,000 and 20,000 + 100,000 messages; the
-# difference divided by 80,000 is what one message costs, with the handshake and
-# warm-up gone. The kernel's share (system calls, TCP) is not in it: raw_tcp shows
-# the floor.
+# is counted twice, over 20,000 + 20,000 and 20,000 + 100,000 messages (fewer for
+# large messages, see `counts`); the difference divided by 80,000 is what one
+# message costs, with the handshake and warm-up gone. Every run ends with nothing in
+# flight (`allocs` sends exactly that many messages), so the difference is exact.
+# The kernel's share (system calls, TCP) is not in it: raw_tcp shows the floor.
 set -euo pipefail
 cd "$(dirname "$0")"
 

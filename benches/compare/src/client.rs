@@ -236,7 +236,8 @@ const MAX_ROUND_TRIP_NANOS: u64 = 60_000_000_000;
 pub struct Progress {
     /// Echoes received and checked, all connections together.
     pub echoed: AtomicU64,
-    /// Messages written, all connections together.
+    /// Messages the writers claimed, all connections together (past
+    /// `send_limit` by what the last claims asked for; only the limit is written).
     pub sent: AtomicU64,
     /// The most messages the connections write together (none more once reached,
     /// so the load ends with nothing in flight); unlimited by default.
