@@ -451,7 +451,7 @@ impl Encoder<Frame> for WsCodec {
 
 /// Writes a frame header: `first_byte` (FIN, RSV, opcode), the payload length in its
 /// shortest form, and the mask key if any.
-#[inline]
+#[inline(always)]
 pub(crate) fn put_header(dst: &mut BytesMut, first_byte: u8, len: usize, mask: Option<[u8; 4]>) {
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     // One write per length form: each `put_*` checks the capacity again.
