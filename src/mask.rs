@@ -60,15 +60,9 @@ pub const AVX2_FROM: usize = 128;
 #[target_feature(enable = "avx2")]
 fn apply_mask_avx2(buf: &mut [u8], key: [u8; 4], phase: usize) {
     let key = rotate_key(key, phase);
-    let word = repeated_key(key);
-    let mut wide_blocks = buf.chunks_exact_mut(WIDE_BLOCK);
-    for block in &mut wide_blocks {
-        for lane in block.chunks_exact_mut(8) {
-            xor_word(lane, word);
-        }
-    }
+    let rest = xor_blocks::<WIDE_BLOCK>(buf, repeated_key(key));
     // WIDE_BLOCK is a multiple of 4: the rest starts at phase 0 of the rotated key.
-    apply_mask_portable(wide_blocks.into_remainder(), key, 0);
+    apply_mask_portable(rest, key, 0);
 }
 
 /// The portable fast path, inlined into each caller so it is compiled for the
@@ -77,19 +71,24 @@ fn apply_mask_avx2(buf: &mut [u8], key: [u8; 4], phase: usize) {
 fn apply_mask_portable(buf: &mut [u8], key: [u8; 4], phase: usize) {
     let key = rotate_key(key, phase);
     let word = repeated_key(key);
-    let mut blocks = buf.chunks_exact_mut(BLOCK);
+    // Four independent words per block: LLVM turns this into SIMD. Then whole
+    // words, then bytes; each rest starts at a multiple of 4, phase 0 of `key`.
+    let rest = xor_blocks::<BLOCK>(buf, word);
+    let rest = xor_blocks::<8>(rest, word);
+    apply_mask_scalar(rest, key, 0);
+}
+
+/// XORs every whole `N`-byte block at the start of `buf` with `word`, word by word
+/// (`N` a multiple of 8); returns the bytes after the last whole block.
+#[inline(always)]
+fn xor_blocks<const N: usize>(buf: &mut [u8], word: u64) -> &mut [u8] {
+    let mut blocks = buf.chunks_exact_mut(N);
     for block in &mut blocks {
-        // Four independent words per step: LLVM turns this into SIMD.
         for lane in block.chunks_exact_mut(8) {
             xor_word(lane, word);
         }
     }
-    // Whole words, then bytes; both start at a multiple of 4, phase 0 of `key`.
-    let mut words = blocks.into_remainder().chunks_exact_mut(8);
-    for lane in &mut words {
-        xor_word(lane, word);
-    }
-    apply_mask_scalar(words.into_remainder(), key, 0);
+    blocks.into_remainder()
 }
 
 /// The key repeated over 8 bytes, in memory order: byte `i` of the word is masked
