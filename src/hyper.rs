@@ -46,7 +46,7 @@ use crate::codec::Role;
 use crate::config::Config;
 use crate::error::Error;
 use crate::handshake::server::{Refusal, Rejection, switching_protocols, validate_upgrade};
-use crate::websocket::{Negotiated, WebSocket};
+use crate::websocket::{Agreed, Negotiated, WebSocket};
 
 /// A WebSocket over a connection hyper handed over.
 pub type HyperWebSocket = WebSocket<TokioIo<Upgraded>>;
@@ -72,7 +72,8 @@ pub fn upgrade<B, RB: Default>(
         return Err(refused(Refusal::bad_request("upgrade request is not HTTP/1.1")));
     }
     validate_upgrade(request.headers()).map_err(refused)?;
-    let (response, negotiated) = switching_protocols(request.headers(), &config);
+    let (response, mut negotiated) = switching_protocols(request.headers(), &config);
+    negotiated.agreed = Agreed::from_response(response.headers());
     let upgrade = Upgrade {
         on_upgrade: hyper::upgrade::on(request),
         config: Some(config),

@@ -16,15 +16,22 @@ use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// The route under test: `/ws` upgrades and echoes, anything else is plain HTTP.
+/// The route under test: `/ws` upgrades and echoes, `/agreed` upgrades and sends
+/// what the upgraded WebSocket reports as agreed, anything else is plain HTTP.
 async fn route(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    if request.uri().path() != "/ws" {
-        return Ok(Response::new(Full::new(Bytes::from_static(b"plain"))));
-    }
+    let report = match request.uri().path() {
+        "/ws" => false,
+        "/agreed" => true,
+        _ => return Ok(Response::new(Full::new(Bytes::from_static(b"plain")))),
+    };
     match fastws::hyper::upgrade(&mut request, fastws::Config::default()) {
         Ok((response, upgrade)) => {
             tokio::spawn(async move {
-                let ws = upgrade.await.expect("hyper hands the connection over");
+                let mut ws = upgrade.await.expect("hyper hands the connection over");
+                if report {
+                    let agreed = format!("{:?} {}", ws.extensions(), ws.is_compressed());
+                    let _ = ws.send(fastws::Message::text(agreed)).await;
+                }
                 let (sink, stream) = ws.split();
                 let _ = stream.forward(sink).await;
             });
@@ -134,4 +141,16 @@ async fn plain_routes_still_answer_next_to_the_websocket_route() {
         answer.starts_with("HTTP/1.1 200") && answer.ends_with("plain"),
         "{answer}"
     );
+}
+
+#[tokio::test]
+async fn the_upgraded_websocket_reports_the_extensions_of_the_101_it_answered_with() {
+    let addr = hyper_server().await;
+    let (mut ws, response) = timeout(LIMIT, fastws::connect(format!("ws://{addr}/agreed")))
+        .await
+        .unwrap()
+        .unwrap();
+    let sent = response.headers()["sec-websocket-extensions"].to_str().unwrap();
+    let report = timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(report.as_text(), Some(format!("Some({sent:?}) true").as_str()));
 }

@@ -369,12 +369,12 @@ fn parse_request(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, Refusal> {
 }
 
 /// The `101 Switching Protocols` answer to a validated upgrade request, with the
-/// extensions accepted from its offers (RFC 6455 §4.2.2).
+/// extensions accepted from its offers (RFC 6455 §4.2.2). Whoever sends the answer
+/// reads `agreed` off it, after any edits.
 pub(crate) fn switching_protocols(request: &HeaderMap, config: &Config) -> (Response<()>, Negotiated) {
     let mut response = Response::new(());
     switch_to_websocket(&mut response, request[header::SEC_WEBSOCKET_KEY].as_bytes());
-    let mut negotiated = negotiate_extensions(request, response.headers_mut(), config);
-    negotiated.agreed = Agreed::from_response(response.headers());
+    let negotiated = negotiate_extensions(request, response.headers_mut(), config);
     (response, negotiated)
 }
 
