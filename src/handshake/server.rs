@@ -1,6 +1,7 @@
 //! The server's opening handshake (RFC 6455 §4.2): read and validate the HTTP/1.1
 //! upgrade request, answer `101 Switching Protocols`, hand over a [`WebSocket`].
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -33,11 +34,11 @@ use crate::websocket::{Agreed, Negotiated, WebSocket};
 /// # Ok(()) }
 /// ```
 #[doc(alias = "accept_async")]
-pub async fn accept<S>(stream: S) -> Result<WebSocket<S>, Error>
+pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket<S>, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    Acceptor::new().accept(stream).await
+    Box::pin(async move { Acceptor::new().handshake(stream, accept_any).await })
 }
 
 /// Upgrades an incoming connection, letting `callback` inspect the request and
@@ -45,12 +46,17 @@ where
 ///
 /// See [`Acceptor::accept_with`] for the callback's contract.
 #[doc(alias = "accept_hdr_async")]
-pub async fn accept_with<S, F>(stream: S, callback: F) -> Result<WebSocket<S>, Error>
+pub fn accept_with<S, F>(stream: S, callback: F) -> impl Future<Output = Result<WebSocket<S>, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request<()>, Response<()>) -> Result<Response<()>, Rejection>,
 {
-    Acceptor::new().accept_with(stream, callback).await
+    Box::pin(async move { Acceptor::new().handshake(stream, callback).await })
+}
+
+/// The callback of a plain `accept`: every valid request gets the `101` as built.
+fn accept_any(_: &Request<()>, response: Response<()>) -> Result<Response<()>, Rejection> {
+    Ok(response)
 }
 
 /// Settings of the server handshake, and the [`Config`] the accepted WebSocket gets.
@@ -115,11 +121,11 @@ impl Acceptor {
     /// # Errors
     ///
     /// See [`Acceptor::accept_with`].
-    pub async fn accept<S>(&self, stream: S) -> Result<WebSocket<S>, Error>
+    pub fn accept<S>(&self, stream: S) -> impl Future<Output = Result<WebSocket<S>, Error>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.accept_with(stream, |_, response| Ok(response)).await
+        self.accept_with(stream, accept_any)
     }
 
     /// Upgrades `stream`. `callback` sees the validated request (method, path and
@@ -139,7 +145,27 @@ impl Acceptor {
     /// `Sec-WebSocket-Version: 13` for another protocol version), is too large
     /// (`431`), is too slow, or is rejected by `callback`; [`Error::Io`] if the
     /// transport fails.
-    pub async fn accept_with<S, F>(&self, mut stream: S, callback: F) -> Result<WebSocket<S>, Error>
+    ///
+    /// # Memory
+    ///
+    /// The returned future is one pointer wide: the handshake's state (the request
+    /// head, its headers, the timer) is on the heap while the handshake runs and
+    /// freed when it ends. A connection's task that awaits it and then serves the
+    /// WebSocket does not carry the handshake's size for the connection's life.
+    pub fn accept_with<S, F>(
+        &self,
+        stream: S,
+        callback: F,
+    ) -> impl Future<Output = Result<WebSocket<S>, Error>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+        F: FnOnce(&Request<()>, Response<()>) -> Result<Response<()>, Rejection>,
+    {
+        Box::pin(self.handshake(stream, callback))
+    }
+
+    /// The handshake behind [`Acceptor::accept_with`], unboxed.
+    async fn handshake<S, F>(&self, mut stream: S, callback: F) -> Result<WebSocket<S>, Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
         F: FnOnce(&Request<()>, Response<()>) -> Result<Response<()>, Rejection>,
