@@ -23,8 +23,9 @@ pub(crate) struct MessageAssembler {
     validated: usize,
     /// The message in progress is compressed (RSV1 on its first frame).
     compressed: bool,
+    /// Boxed: a connection without permessage-deflate keeps a pointer, not its state.
     #[cfg(feature = "deflate")]
-    inflater: Option<crate::deflate::compression::Inflater>,
+    inflater: Option<Box<crate::deflate::compression::Inflater>>,
     /// The decompressed part of a compressed message in progress.
     #[cfg(feature = "deflate")]
     inflated: Vec<u8>,
@@ -66,13 +67,13 @@ impl MessageAssembler {
     /// Decompresses messages whose first frame has RSV1 set (permessage-deflate).
     #[cfg(feature = "deflate")]
     pub(crate) fn set_inflater(&mut self, inflater: crate::deflate::compression::Inflater) {
-        self.inflater = Some(inflater);
+        self.inflater = Some(Box::new(inflater));
     }
 
     /// The decompressor, if permessage-deflate is in use.
     #[cfg(feature = "deflate")]
     pub(crate) fn inflater_mut(&mut self) -> Option<&mut crate::deflate::compression::Inflater> {
-        self.inflater.as_mut()
+        self.inflater.as_deref_mut()
     }
 
     /// Feeds one text, binary or continuation frame; returns the message it

@@ -127,8 +127,9 @@ pub struct WebSocket<S> {
     /// A keepalive ping is due.
     owed_ping: bool,
     /// Compresses outgoing data messages when permessage-deflate was negotiated.
+    /// Boxed: a connection without the extension keeps a pointer, not its state.
     #[cfg(feature = "deflate")]
-    deflater: Option<crate::deflate::compression::Deflater>,
+    deflater: Option<Box<crate::deflate::compression::Deflater>>,
     /// Running while zlib contexts are held under context takeover: when the
     /// connection has been quiet this long, they hibernate.
     #[cfg(feature = "deflate")]
@@ -266,7 +267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let (deflater, inflater) =
                 crate::deflate::compression::for_role(&params, parts.codec.role(), config.get_deflate());
             assembler.set_inflater(inflater);
-            deflater
+            Box::new(deflater)
         });
         #[cfg(not(feature = "deflate"))]
         let Negotiated { agreed } = negotiated;
