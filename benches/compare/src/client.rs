@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -232,7 +232,6 @@ impl Load {
 const MAX_ROUND_TRIP_NANOS: u64 = 60_000_000_000;
 
 /// Counters shared by the connections of a load.
-#[derive(Debug)]
 pub struct Progress {
     /// Echoes received and checked, all connections together.
     pub echoed: AtomicU64,
@@ -248,6 +247,11 @@ pub struct Progress {
     /// from the start of the write that sent the message to the read that completed
     /// its echo (so with K in flight, the time a message waits behind the others).
     pub round_trips: Mutex<Histogram<u64>>,
+    /// Called by a connection's reader each time it adds echoes to `echoed`, with
+    /// the count before and after: a caller that reads counters of its own at a
+    /// given echo count does it here, at that count, not whenever its own task
+    /// next runs (on a busy runtime that can be hundreds of large messages later).
+    pub on_echoed: OnceLock<Box<dyn Fn(u64, u64) + Send + Sync>>,
 }
 
 impl Default for Progress {
@@ -260,6 +264,7 @@ impl Default for Progress {
             round_trips: Mutex::new(
                 Histogram::new_with_bounds(1, MAX_ROUND_TRIP_NANOS, 3).expect("valid histogram bounds"),
             ),
+            on_echoed: OnceLock::new(),
         }
     }
 }
@@ -384,7 +389,10 @@ async fn read_echoes(
         let done = parser.feed(&buf[..n])?;
         if done > 0 {
             send_times.echoed(done, progress);
-            progress.echoed.fetch_add(done, Ordering::Relaxed);
+            let before = progress.echoed.fetch_add(done, Ordering::Relaxed);
+            if let Some(on_echoed) = progress.on_echoed.get() {
+                on_echoed(before, before + done);
+            }
             credits.add_permits(done as usize);
         }
     }

@@ -13,8 +13,8 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fastws_compare::client::{self, Load, Progress};
@@ -158,10 +158,24 @@ fn measure(name: &str) -> Result<Measured, String> {
         .map_err(|e| e.to_string())?;
     let result = runtime.block_on(async {
         let progress = Arc::new(Progress::default());
-        let echoed = || progress.echoed.load(Ordering::Relaxed);
         let measured = env_or("MEASURED", DEFAULT_MEASURED);
         let warmup = env_or("WARMUP", DEFAULT_WARMUP);
         progress.send_limit.store(warmup + measured, Ordering::Relaxed);
+        // The counters are read by the reader whose echoes reach each mark, as
+        // they reach it: this task may run long after, behind busy connections.
+        let snapshots = Arc::new(Mutex::new(Vec::new()));
+        let marks = Arc::clone(&snapshots);
+        let _ = progress.on_echoed.set(Box::new(move |before, after| {
+            for mark in [warmup, warmup + measured] {
+                if before < mark && mark <= after {
+                    marks.lock().unwrap().push((
+                        after,
+                        ALLOCATIONS.load(Ordering::Relaxed),
+                        ALLOCATED_BYTES.load(Ordering::Relaxed),
+                    ));
+                }
+            }
+        }));
         let load = Load::new(env_or("SIZE", DEFAULT_SIZE), IN_FLIGHT, name.starts_with("raw"));
         let mut drivers = Vec::with_capacity(conns);
         for _ in 0..conns {
@@ -173,20 +187,13 @@ fn measure(name: &str) -> Result<Measured, String> {
             )));
         }
         let deadline = Instant::now() + TIME_LIMIT;
-        let mut snapshots = Vec::new();
-        for target in [warmup, warmup + measured] {
-            while echoed() < target {
-                if drivers.iter().any(|driver| driver.is_finished()) || Instant::now() > deadline {
-                    return Err("the echo stopped or took too long".to_owned());
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+        while snapshots.lock().unwrap().len() < 2 {
+            if drivers.iter().any(|driver| driver.is_finished()) || Instant::now() > deadline {
+                return Err("the echo stopped or took too long".to_owned());
             }
-            snapshots.push((
-                echoed(),
-                ALLOCATIONS.load(Ordering::Relaxed),
-                ALLOCATED_BYTES.load(Ordering::Relaxed),
-            ));
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        let snapshots = snapshots.lock().unwrap().clone();
         for driver in &drivers {
             driver.abort();
         }
