@@ -5,12 +5,16 @@
 //! |---|---|
 //! | [`servers`] | one echo handler per library and variant, plus the raw TCP ceiling |
 //! | [`client`] | the load side, on plain tokio: hand-made upgrade, pre-built masked frames, echo parsing |
+//! | [`neutral_server`] | the client-role benchmark's server, on plain tokio: pushes pre-built frames, or echoes |
+//! | [`clients`] | one client per library for the client-role benchmark |
 //!
 //! Every `srv_*` binary is `BIN ADDR`: [`serve`] with one handler from [`servers`],
 //! on a single-threaded runtime. `loadgen`, `allocs` and `idle` use [`client`].
 //! `run.sh`, `report.py` and `idle_mem.sh` beside this crate run them.
 
 pub mod client;
+pub mod clients;
+pub mod neutral_server;
 pub mod servers;
 
 use std::fmt::Display;

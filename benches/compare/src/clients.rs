@@ -1,0 +1,265 @@
+//! One WebSocket client per library for the client-role benchmark, each written
+//! as its documentation recommends: its message stream (fastwebsockets: its
+//! `FragmentCollector`), checking every message's length.
+//!
+//! The upgrade is the load generator's ([`client::connect`]), the same bytes for
+//! every library; each library then takes over the upgraded socket in the client
+//! role. Messages are counted into [`Progress::echoed`] in steps of
+//! [`TALLY_STEP`], so the counting costs every client the same and little.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+
+use crate::client::Progress;
+use crate::neutral_server::Mode;
+
+/// Messages a client counts before it adds them to the shared count.
+pub const TALLY_STEP: u64 = 16;
+
+/// The largest message any client accepts (the largest load is 1 MiB).
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// What one connection does: subscribe with one message and receive `count`
+/// messages of `size` bytes (push), or send and await the echo of `count` such
+/// messages, one at a time (echo).
+#[derive(Clone)]
+pub struct Job {
+    pub mode: Mode,
+    pub size: usize,
+    pub count: u64,
+    pub progress: Arc<Progress>,
+}
+
+/// Counts a connection's messages into the shared count, [`TALLY_STEP`] at a time.
+struct Tally<'a> {
+    progress: &'a Progress,
+    pending: u64,
+}
+
+impl Tally<'_> {
+    fn one(&mut self) {
+        self.pending += 1;
+        if self.pending == TALLY_STEP {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        let done = std::mem::take(&mut self.pending);
+        let before = self.progress.echoed.fetch_add(done, Ordering::Relaxed);
+        if let Some(on_echoed) = self.progress.on_echoed.get() {
+            on_echoed(before, before + done);
+        }
+    }
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        if self.pending > 0 {
+            self.flush();
+        }
+    }
+}
+
+/// The client names, as `client_role` takes them; `fastws_twin` is fastws again,
+/// the control that shows how far two runs of one client differ.
+pub const NAMES: &[&str] = &[
+    "fastws",
+    "fastws_twin",
+    "tungstenite",
+    "fastwebsockets",
+    "tokio_websockets",
+];
+
+/// Runs the client `name` over the upgraded `tcp`; `None` for an unknown name.
+pub async fn run(name: &str, tcp: TcpStream, job: Job) -> Option<Result<(), String>> {
+    Some(match name {
+        "fastws" | "fastws_twin" => fastws(tcp, job).await,
+        "tungstenite" => tungstenite(tcp, job).await,
+        "fastwebsockets" => fastwebsockets(tcp, job).await,
+        "tokio_websockets" => tokio_websockets(tcp, job).await,
+        _ => return None,
+    })
+}
+
+/// The message a push client subscribes with.
+const SUBSCRIBE: &[u8] = b"subscribe";
+
+/// The payload every echo client sends.
+fn payload(size: usize) -> Bytes {
+    Bytes::from((0..size).map(|i| i as u8).collect::<Vec<u8>>())
+}
+
+fn check_len(len: usize, job: &Job) -> Result<(), String> {
+    if len == job.size {
+        Ok(())
+    } else {
+        Err(format!("a message of {len} bytes, expected {}", job.size))
+    }
+}
+
+/// fastws: `WebSocket` as a `Stream` of messages, `send` per request.
+pub async fn fastws(tcp: TcpStream, job: Job) -> Result<(), String> {
+    let config = fastws::Config::default()
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE);
+    let mut ws = fastws::WebSocket::from_raw_socket(tcp, fastws::Role::Client, config);
+    let mut tally = Tally {
+        progress: &job.progress,
+        pending: 0,
+    };
+    let request = payload(job.size);
+    if job.mode == Mode::Push {
+        ws.send(fastws::Message::binary(SUBSCRIBE))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for _ in 0..job.count {
+        if job.mode == Mode::Echo {
+            ws.send(fastws::Message::binary(request.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        loop {
+            let message = ws
+                .next()
+                .await
+                .ok_or("the server closed")?
+                .map_err(|e| e.to_string())?;
+            if message.is_data() {
+                check_len(message.len(), &job)?;
+                break;
+            }
+        }
+        tally.one();
+    }
+    Ok(())
+}
+
+/// tokio-tungstenite: `WebSocketStream` as a `Stream` of messages.
+pub async fn tungstenite(tcp: TcpStream, job: Job) -> Result<(), String> {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Client, Some(config)).await;
+    let mut tally = Tally {
+        progress: &job.progress,
+        pending: 0,
+    };
+    let request = payload(job.size);
+    if job.mode == Mode::Push {
+        ws.send(Message::binary(SUBSCRIBE))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for _ in 0..job.count {
+        if job.mode == Mode::Echo {
+            ws.send(Message::Binary(request.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        loop {
+            match ws
+                .next()
+                .await
+                .ok_or("the server closed")?
+                .map_err(|e| e.to_string())?
+            {
+                Message::Binary(data) => {
+                    check_len(data.len(), &job)?;
+                    break;
+                }
+                Message::Text(text) => {
+                    check_len(text.len(), &job)?;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        tally.one();
+    }
+    Ok(())
+}
+
+/// fastwebsockets: `FragmentCollector::read_frame`, requests written from a
+/// borrowed mutable buffer (masked in place, the zero-copy way its docs give).
+pub async fn fastwebsockets(tcp: TcpStream, job: Job) -> Result<(), String> {
+    use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
+    let mut ws = WebSocket::after_handshake(tcp, Role::Client);
+    ws.set_max_message_size(MAX_MESSAGE);
+    let mut ws = fastwebsockets::FragmentCollector::new(ws);
+    let mut tally = Tally {
+        progress: &job.progress,
+        pending: 0,
+    };
+    let mut request = payload(job.size).to_vec();
+    if job.mode == Mode::Push {
+        ws.write_frame(Frame::binary(Payload::Borrowed(SUBSCRIBE)))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for _ in 0..job.count {
+        if job.mode == Mode::Echo {
+            ws.write_frame(Frame::binary(Payload::BorrowedMut(&mut request)))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        loop {
+            let frame = ws.read_frame().await.map_err(|e| e.to_string())?;
+            match frame.opcode {
+                OpCode::Binary | OpCode::Text => {
+                    check_len(frame.payload.len(), &job)?;
+                    break;
+                }
+                OpCode::Close => return Err("the server closed".to_owned()),
+                _ => {}
+            }
+        }
+        tally.one();
+    }
+    Ok(())
+}
+
+/// tokio-websockets: `WebSocketStream` as a `Stream` of messages.
+pub async fn tokio_websockets(tcp: TcpStream, job: Job) -> Result<(), String> {
+    let limits = tokio_websockets::Limits::default().max_payload_len(Some(MAX_MESSAGE));
+    let mut ws = tokio_websockets::ClientBuilder::new()
+        .limits(limits)
+        .take_over(tcp);
+    let mut tally = Tally {
+        progress: &job.progress,
+        pending: 0,
+    };
+    let request = payload(job.size);
+    if job.mode == Mode::Push {
+        ws.send(tokio_websockets::Message::binary(SUBSCRIBE))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    for _ in 0..job.count {
+        if job.mode == Mode::Echo {
+            ws.send(tokio_websockets::Message::binary(request.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        loop {
+            let message = ws
+                .next()
+                .await
+                .ok_or("the server closed")?
+                .map_err(|e| e.to_string())?;
+            if message.is_binary() || message.is_text() {
+                check_len(message.as_payload().len(), &job)?;
+                break;
+            }
+        }
+        tally.one();
+    }
+    Ok(())
+}
