@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::error::{Error, HandshakeError};
 use crate::websocket::{Agreed, Negotiated, WebSocket};
 
-/// Upgrades an incoming connection with the default [`Acceptor`] settings.
+/// Upgrades an incoming connection with the default [`Acceptor`] settings. The
+/// future is one pointer wide (see [`Acceptor::accept_with`], "Memory").
 ///
 /// # Errors
 ///
