@@ -28,7 +28,7 @@
 //! `axum::serve` does (axum 0.8, feature `http2`); with hyper's own builder call
 //! `http2().enable_connect_protocol()`.
 //!
-//! Differences from axum's extractor: messages are fastws's [`Message`](crate::Message)
+//! Differences from axum's extractor: messages are fastws's [`Message`]
 //! (control messages are yielded only with
 //! [`Config::control_messages`](crate::Config::control_messages); pings are answered
 //! either way), the settings are one [`Config`] given with
