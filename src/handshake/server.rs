@@ -1,7 +1,6 @@
 //! The server's opening handshake (RFC 6455 §4.2): read and validate the HTTP/1.1
 //! upgrade request, answer `101 Switching Protocols`, hand over a [`WebSocket`].
 
-use std::future::Future;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -39,7 +38,7 @@ pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket<S>, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    Box::pin(async move { Acceptor::new().handshake(stream, accept_any).await })
+    accept_with(stream, accept_any)
 }
 
 /// Upgrades an incoming connection, letting `callback` inspect the request and
