@@ -5,46 +5,14 @@
 //! One test in this file, so no other test's allocations are counted alongside.
 #![cfg(feature = "deflate")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+mod common;
+
 use std::time::Duration;
 
+use common::counting::{Counting, live_bytes};
 use fastws::{Acceptor, ClientRequest, Config, DeflateConfig, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use tokio::io::DuplexStream;
-
-/// The allocator, counting the bytes currently allocated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded to `System` unchanged; the counter has no say in
-// what is allocated.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -101,7 +69,7 @@ async fn held_per_pair(config: &Config, messages: usize, idle: Duration) -> isiz
         warm.push(pair);
     }
     drop(warm);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_bytes();
     let mut waiting = Vec::new();
     for _ in 0..CONNECTIONS {
         let mut pair = pair(config).await;
@@ -114,7 +82,7 @@ async fn held_per_pair(config: &Config, messages: usize, idle: Duration) -> isiz
         }));
     }
     tokio::time::sleep(idle).await;
-    let held = (LIVE.load(Ordering::Relaxed) - before) / CONNECTIONS as isize;
+    let held = (live_bytes() - before) / CONNECTIONS as isize;
     for task in waiting {
         task.abort();
         let _ = task.await;

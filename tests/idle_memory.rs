@@ -4,44 +4,11 @@
 //!
 //! One test in this file, so no other test's allocations are counted alongside.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+mod common;
 
+use common::counting::{Counting, live_bytes};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-
-/// The allocator, counting the bytes currently allocated.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded to `System` unchanged; the counter has no say in
-// what is allocated.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see the impl).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -109,7 +76,7 @@ async fn an_idle_echo_connection_holds_under_two_kib_and_no_handshake_state() {
     }
     let mut clients = Vec::with_capacity(CONNECTIONS);
     let mut tasks = Vec::with_capacity(CONNECTIONS);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live_bytes();
     for (server_io, client_io) in pairs.drain(..) {
         tasks.push(tokio::spawn(echo(server_io)));
         clients.push(client_io);
@@ -119,7 +86,7 @@ async fn an_idle_echo_connection_holds_under_two_kib_and_no_handshake_state() {
     }
     // Every connection's task is now parked in its first read.
     tokio::task::yield_now().await;
-    let held = (LIVE.load(Ordering::Relaxed) - before) / CONNECTIONS as isize;
+    let held = (live_bytes() - before) / CONNECTIONS as isize;
     println!("an idle connection holds {held} bytes");
     // Measured: 1,141 bytes (1,021 without the deflate feature): the task with its
     // future, the WebSocket both halves share, their wakers. Before the handshake's
