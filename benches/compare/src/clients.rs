@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::net::TcpStream;
 
 use crate::client::Progress;
@@ -102,42 +102,63 @@ fn check_len(len: usize, job: &Job) -> Result<(), String> {
     }
 }
 
-/// fastws: `WebSocket` as a `Stream` of messages, `send` per request.
-pub async fn fastws(tcp: TcpStream, job: Job) -> Result<(), String> {
-    let config = fastws::Config::default()
-        .max_message_size(MAX_MESSAGE)
-        .max_frame_size(MAX_MESSAGE);
-    let mut ws = fastws::WebSocket::from_raw_socket(tcp, fastws::Role::Client, config);
+/// The loop of every client that is a `Stream` and a `Sink` of messages:
+/// subscribe (push) or send each request (echo), then read up to the next data
+/// message. `message` makes a binary message; `data_len` is a data message's
+/// payload length, `None` for a control message.
+async fn stream_client<W, M, E>(
+    mut ws: W,
+    job: Job,
+    message: impl Fn(Bytes) -> M,
+    data_len: impl Fn(&M) -> Option<usize>,
+) -> Result<(), String>
+where
+    W: Stream<Item = Result<M, E>> + Sink<M> + Unpin,
+    E: std::fmt::Display,
+    <W as Sink<M>>::Error: std::fmt::Display,
+{
     let mut tally = Tally {
         progress: &job.progress,
         pending: 0,
     };
     let request = payload(job.size);
     if job.mode == Mode::Push {
-        ws.send(fastws::Message::binary(SUBSCRIBE))
+        ws.send(message(Bytes::from_static(SUBSCRIBE)))
             .await
             .map_err(|e| e.to_string())?;
     }
     for _ in 0..job.count {
         if job.mode == Mode::Echo {
-            ws.send(fastws::Message::binary(request.clone()))
+            ws.send(message(request.clone()))
                 .await
                 .map_err(|e| e.to_string())?;
         }
         loop {
-            let message = ws
+            let received = ws
                 .next()
                 .await
                 .ok_or("the server closed")?
                 .map_err(|e| e.to_string())?;
-            if message.is_data() {
-                check_len(message.len(), &job)?;
+            if let Some(len) = data_len(&received) {
+                check_len(len, &job)?;
                 break;
             }
         }
         tally.one();
     }
     Ok(())
+}
+
+/// fastws: `WebSocket` as a `Stream` of messages, `send` per request.
+pub async fn fastws(tcp: TcpStream, job: Job) -> Result<(), String> {
+    let config = fastws::Config::default()
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE);
+    let ws = fastws::WebSocket::from_raw_socket(tcp, fastws::Role::Client, config);
+    stream_client(ws, job, fastws::Message::binary, |message| {
+        message.is_data().then(|| message.len())
+    })
+    .await
 }
 
 /// tokio-tungstenite: `WebSocketStream` as a `Stream` of messages.
@@ -147,44 +168,13 @@ pub async fn tungstenite(tcp: TcpStream, job: Job) -> Result<(), String> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
-    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Client, Some(config)).await;
-    let mut tally = Tally {
-        progress: &job.progress,
-        pending: 0,
-    };
-    let request = payload(job.size);
-    if job.mode == Mode::Push {
-        ws.send(Message::binary(SUBSCRIBE))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    for _ in 0..job.count {
-        if job.mode == Mode::Echo {
-            ws.send(Message::Binary(request.clone()))
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        loop {
-            match ws
-                .next()
-                .await
-                .ok_or("the server closed")?
-                .map_err(|e| e.to_string())?
-            {
-                Message::Binary(data) => {
-                    check_len(data.len(), &job)?;
-                    break;
-                }
-                Message::Text(text) => {
-                    check_len(text.len(), &job)?;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        tally.one();
-    }
-    Ok(())
+    let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(tcp, Role::Client, Some(config)).await;
+    stream_client(ws, job, Message::Binary, |message| match message {
+        Message::Binary(data) => Some(data.len()),
+        Message::Text(text) => Some(text.len()),
+        _ => None,
+    })
+    .await
 }
 
 /// fastwebsockets: `FragmentCollector::read_frame`, requests written from a
@@ -229,37 +219,11 @@ pub async fn fastwebsockets(tcp: TcpStream, job: Job) -> Result<(), String> {
 /// tokio-websockets: `WebSocketStream` as a `Stream` of messages.
 pub async fn tokio_websockets(tcp: TcpStream, job: Job) -> Result<(), String> {
     let limits = tokio_websockets::Limits::default().max_payload_len(Some(MAX_MESSAGE));
-    let mut ws = tokio_websockets::ClientBuilder::new()
+    let ws = tokio_websockets::ClientBuilder::new()
         .limits(limits)
         .take_over(tcp);
-    let mut tally = Tally {
-        progress: &job.progress,
-        pending: 0,
-    };
-    let request = payload(job.size);
-    if job.mode == Mode::Push {
-        ws.send(tokio_websockets::Message::binary(SUBSCRIBE))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    for _ in 0..job.count {
-        if job.mode == Mode::Echo {
-            ws.send(tokio_websockets::Message::binary(request.clone()))
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        loop {
-            let message = ws
-                .next()
-                .await
-                .ok_or("the server closed")?
-                .map_err(|e| e.to_string())?;
-            if message.is_binary() || message.is_text() {
-                check_len(message.as_payload().len(), &job)?;
-                break;
-            }
-        }
-        tally.one();
-    }
-    Ok(())
+    stream_client(ws, job, tokio_websockets::Message::binary, |message| {
+        (message.is_binary() || message.is_text()).then(|| message.as_payload().len())
+    })
+    .await
 }
