@@ -30,26 +30,10 @@ if [[ $# -gt 0 ]]; then
 else
     clients=(fastws tungstenite fastwebsockets tokio_websockets)
 fi
-command -v valgrind >/dev/null || {
-    echo "client_instructions.sh: needs valgrind (apt-get install valgrind)" >&2
-    exit 1
-}
-case $PROFILE in
-release) target_dir=target ;;
-lto)
-    target_dir=target/lto
-    export CARGO_PROFILE_RELEASE_LTO=thin CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
-    ;;
-*)
-    echo "client_instructions.sh: PROFILE is release or lto" >&2
-    exit 2
-    ;;
-esac
-CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release --quiet --target-dir "$target_dir" --bin client_role
-tunables=()
-[[ $ERMS == on ]] || tunables=(env GLIBC_TUNABLES=glibc.cpu.hwcaps=-ERMS)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+export MODE CONNS
+# shellcheck source=callgrind.sh
+source ./callgrind.sh
+callgrind_setup client_instructions.sh client_role
 
 # counts SIZE: the warm-up and the two measured counts for messages of SIZE bytes.
 counts() {
@@ -60,49 +44,7 @@ counts() {
     fi
 }
 
-# client_instructions CLIENT SIZE WARMUP MEASURED: the client thread's instructions.
-client_instructions() {
-    local out="$work/callgrind.$1.$2.$4"
-    MODE=$MODE SIZE=$2 WARMUP=$3 MEASURED=$4 CONNS=$CONNS timeout 600 "${tunables[@]}" \
-        valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out" \
-        "$target_dir/release/client_role" "$1" >"$work/log" 2>&1 || {
-        echo "client_instructions.sh: $1 failed:" >&2
-        tail -5 "$work/log" >&2
-        exit 1
-    }
-    [[ -f "$out-01" && -f "$out-02" && ! -e "$out-03" ]] || {
-        echo "client_instructions.sh: expected exactly two threads for $1" >&2
-        exit 1
-    }
-    awk '/^totals:/ { print $2 }' "$out-01"
-}
-
-header="| client ($MODE) |"
-rule="|---|"
-for size in $SIZES; do
-    if ((size >= 64 << 10)); then
-        header="$header $((size >> 10)) KiB, per KiB |"
-    else
-        header="$header $size B |"
-    fi
-    rule="$rule---:|"
-done
 echo "connections: $CONNS; mode: $MODE; profile: $PROFILE; rep movsb: $ERMS"
 echo
-echo "$header"
-echo "$rule"
-for client in "${clients[@]}"; do
-    row="| $client |"
-    for size in $SIZES; do
-        read -r warmup few many <<<"$(counts "$size")"
-        short=$(client_instructions "$client" "$size" "$warmup" "$few")
-        long=$(client_instructions "$client" "$size" "$warmup" "$many")
-        per_message=$(((long - short) / (many - few)))
-        if ((size >= 64 << 10)); then
-            row="$row $((per_message * 1024 / size)) |"
-        else
-            row="$row $per_message |"
-        fi
-    done
-    echo "$row"
-done
+# Thread 1 is the client's (main) thread, thread 2 the server's.
+per_message_table "client ($MODE)" 1 "${clients[@]}"

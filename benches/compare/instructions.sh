@@ -32,27 +32,10 @@ else
         tungstenite_forward fastwebsockets tokio_websockets tokio_websockets_batched
         tokio_websockets_forward raw_tcp)
 fi
-command -v valgrind >/dev/null || {
-    echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2
-    exit 1
-}
-case $PROFILE in
-release) target_dir=target ;;
-lto)
-    target_dir=target/lto
-    export CARGO_PROFILE_RELEASE_LTO=thin CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1
-    ;;
-*)
-    echo "instructions.sh: PROFILE is release or lto" >&2
-    exit 2
-    ;;
-esac
-CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release --quiet --target-dir "$target_dir" --bin allocs
-tunables=()
-# Without ERMS glibc's memcpy copies with vector moves, one instruction per 32 bytes.
-[[ $ERMS == on ]] || tunables=(env GLIBC_TUNABLES=glibc.cpu.hwcaps=-ERMS)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+export CONNS
+# shellcheck source=callgrind.sh
+source ./callgrind.sh
+callgrind_setup instructions.sh allocs
 
 # counts SIZE: the warm-up and the two measured counts for messages of SIZE bytes,
 # fewer for large messages (about 1 GB of payload at 1 MiB).
@@ -66,50 +49,7 @@ counts() {
     fi
 }
 
-# server_instructions SERVER SIZE WARMUP MEASURED: the server thread's instructions.
-server_instructions() {
-    local out="$work/callgrind.$1.$2.$4"
-    SIZE=$2 WARMUP=$3 MEASURED=$4 CONNS=$CONNS timeout 600 "${tunables[@]}" valgrind --tool=callgrind \
-        --separate-threads=yes --callgrind-out-file="$out" "$target_dir/release/allocs" "$1" \
-        >"$work/log" 2>&1 || {
-        echo "instructions.sh: $1 failed:" >&2
-        tail -5 "$work/log" >&2
-        exit 1
-    }
-    # Thread 1 is the client's (main) thread, thread 2 the server's; no other.
-    [[ -f "$out-02" && ! -e "$out-03" ]] || {
-        echo "instructions.sh: expected exactly two threads for $1" >&2
-        exit 1
-    }
-    awk '/^totals:/ { print $2 }' "$out-02"
-}
-
-header="| server |"
-rule="|---|"
-for size in $SIZES; do
-    if ((size >= 64 << 10)); then
-        header="$header $((size >> 10)) KiB, per KiB |"
-    else
-        header="$header $size B |"
-    fi
-    rule="$rule---:|"
-done
 echo "connections: $CONNS x 16 in flight; profile: $PROFILE; rep movsb: $ERMS"
 echo
-echo "$header"
-echo "$rule"
-for server in "${servers[@]}"; do
-    row="| $server |"
-    for size in $SIZES; do
-        read -r warmup few many <<<"$(counts "$size")"
-        short=$(server_instructions "$server" "$size" "$warmup" "$few")
-        long=$(server_instructions "$server" "$size" "$warmup" "$many")
-        per_message=$(((long - short) / (many - few)))
-        if ((size >= 64 << 10)); then
-            row="$row $((per_message * 1024 / size)) |"
-        else
-            row="$row $per_message |"
-        fi
-    done
-    echo "$row"
-done
+# Thread 1 is the client's (main) thread, thread 2 the server's.
+per_message_table server 2 "${servers[@]}"
