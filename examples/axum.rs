@@ -16,7 +16,6 @@ use axum::Router;
 use axum::response::Response;
 use axum::routing::{any, get};
 use fastws::axum::WebSocketUpgrade;
-use futures_util::StreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;

@@ -5,7 +5,6 @@
 //! One task per connection, echoing with `stream.forward(sink)`. When a client offers subprotocols, the first one is
 //! selected (browsers fail a connection whose offered subprotocols the server ignores).
 
-use futures_util::StreamExt;
 use http::HeaderValue;
 use tokio::net::{TcpListener, TcpStream};
 

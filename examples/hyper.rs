@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 
-use futures_util::StreamExt;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;

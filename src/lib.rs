@@ -5,8 +5,6 @@
 //! An echo server: accept, split, forward (one write system call per burst).
 //!
 //! ```no_run
-//! use futures_util::StreamExt;
-//!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;

@@ -7,7 +7,6 @@
 mod common;
 
 use common::counting::{Counting, live_bytes};
-use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 #[global_allocator]

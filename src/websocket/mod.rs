@@ -21,14 +21,17 @@
 //!
 //! The parts: `frame_io` (frames to and from the transport, buffers, system
 //! calls), `read` (frames in, control frames, close, teardown), `write` (messages
-//! out), `timers` (close timeout, keepalive, the waker shared by both halves).
+//! out), `timers` (close timeout, keepalive, the waker shared by both halves),
+//! `split` (the two halves) and `forward` (the echo of one half into the other).
 
+mod forward;
 mod frame_io;
 mod read;
 mod split;
 mod timers;
 mod write;
 
+pub use forward::Forward;
 pub(crate) use split::Shared;
 pub use split::{ReuniteError, SplitSink, SplitStream};
 

@@ -142,6 +142,11 @@ impl<S> SplitSink<S> {
     pub(crate) fn shared(&self) -> &Shared<S> {
         &self.shared
     }
+
+    /// Whether this is the other half of `stream`.
+    pub(crate) fn is_paired_with(&self, stream: &SplitStream<S>) -> bool {
+        Arc::ptr_eq(&self.shared, &stream.shared)
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Stream for SplitStream<S> {
