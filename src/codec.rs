@@ -371,13 +371,21 @@ impl WsCodec {
         self.pending = None;
         self.read_space.decoded += frame_len;
 
-        src.advance(header.header_len);
-        let mut payload = src.split_to(header.payload_len);
+        // One split of the read buffer per frame, header included: the header is
+        // then skipped on the frozen `Bytes`, which is cheaper than advancing a
+        // `BytesMut` a second time.
+        let mut frame = src.split_to(frame_len);
         if let Some(key) = header.mask {
-            apply_mask(&mut payload[header.unmasked..], key, header.unmasked);
+            apply_mask(
+                &mut frame[header.header_len + header.unmasked..],
+                key,
+                header.unmasked,
+            );
         }
+        let mut payload = frame.freeze();
+        payload.advance(header.header_len);
         Ok(Some(
-            Frame::new(header.opcode, payload.freeze())
+            Frame::new(header.opcode, payload)
                 .with_fin(header.first_byte & 0x80 != 0)
                 .with_rsv(header.first_byte >> 4),
         ))
