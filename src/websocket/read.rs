@@ -17,27 +17,44 @@ use crate::error::Error;
 use crate::frame::{Frame, OpCode};
 use crate::message::Message;
 
-/// What the read path yields before reassembly.
-#[derive(Debug)]
-pub(crate) enum Incoming {
-    /// A text, binary or continuation frame, for the assembler or a streaming reader.
-    Data(Frame),
-    /// A message to yield as it is: a ping or pong (if configured), or the close.
-    Message(Message),
+/// What a reader of the read path makes of a message the read path yields as it
+/// is: a ping or pong (if configured), or the peer's close at the end.
+pub(crate) enum Step<T> {
+    /// Yield this.
+    Yield(T),
+    /// Read on.
+    Skip,
+    /// End the reader's stream.
+    End,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
-    /// The read path below reassembly: sends what is owed, reads frames, answers
-    /// control frames, runs keepalive, fails and tears down the connection.
-    pub(crate) fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Incoming, Error>>> {
+    /// The read path: sends what is owed, reads frames, answers control frames,
+    /// runs keepalive, fails and tears down the connection.
+    ///
+    /// Each data frame goes to `on_data`, which makes an item of it or asks for
+    /// more (`None`); an error it returns fails the connection. Each message the
+    /// read path yields as it is goes to `on_message`. Generic, so that
+    /// `poll_next` gets its messages without a layer of wrapping per frame.
+    pub(crate) fn poll_read<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut on_data: impl FnMut(&mut Self, Frame) -> Result<Option<T>, Error>,
+        on_message: impl Fn(Message) -> Step<T>,
+    ) -> Poll<Option<Result<T, Error>>> {
         loop {
             match self.reading {
                 ReadState::Reading => {}
-                ReadState::TearingDown { .. } => {
-                    return self
-                        .poll_teardown(cx)
-                        .map(|last| last.map(|item| item.map(Incoming::Message)));
-                }
+                ReadState::TearingDown { .. } => match ready!(self.poll_teardown(cx)) {
+                    Some(Ok(message)) => match on_message(message) {
+                        Step::Yield(item) => return Poll::Ready(Some(Ok(item))),
+                        // Torn down: the next round ends the stream.
+                        Step::Skip => continue,
+                        Step::End => return Poll::Ready(None),
+                    },
+                    Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                    None => return Poll::Ready(None),
+                },
                 ReadState::Done => return Poll::Ready(None),
             }
             if let Err(error) = self.send_owed_from_read_path(cx) {
@@ -48,10 +65,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Some(Ok(frame))) => {
                     self.frames_received += 1;
                     if frame.opcode().is_data() {
-                        return Poll::Ready(Some(Ok(Incoming::Data(frame))));
+                        match on_data(self, frame) {
+                            Ok(Some(item)) => return Poll::Ready(Some(Ok(item))),
+                            Ok(None) => {}
+                            Err(error) => self.fail(error),
+                        }
+                        continue;
                     }
                     match self.on_control_frame(frame) {
-                        Ok(Some(message)) => return Poll::Ready(Some(Ok(Incoming::Message(message)))),
+                        Ok(Some(message)) => match on_message(message) {
+                            Step::Yield(item) => return Poll::Ready(Some(Ok(item))),
+                            Step::Skip => {}
+                            Step::End => return Poll::Ready(None),
+                        },
                         Ok(None) => {}
                         Err(error) => self.fail(error),
                     }
@@ -106,19 +132,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// The next piece of a data message, for a streaming reader: control frames are
     /// handled and skipped; the end of the stream (after a close) is `None`.
     pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Chunk, Error>>> {
-        loop {
-            match ready!(self.poll_incoming(cx)) {
-                Some(Ok(Incoming::Data(frame))) => match self.assembler.push_chunk(frame) {
-                    // The rest of a message whose reader was dropped: skip it.
-                    Ok(chunk) if self.discarding => self.discarding = !chunk.fin,
-                    Ok(chunk) => return Poll::Ready(Some(Ok(chunk))),
-                    Err(error) => self.fail(error),
-                },
-                Some(Ok(Incoming::Message(Message::Close(_)))) | None => return Poll::Ready(None),
-                Some(Ok(Incoming::Message(_))) => {}
-                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+        let on_data = |ws: &mut Self, frame| {
+            let chunk = ws.assembler.push_chunk(frame)?;
+            if ws.discarding {
+                // The rest of a message whose reader was dropped: skip it.
+                ws.discarding = !chunk.fin;
+                return Ok(None);
             }
-        }
+            Ok(Some(chunk))
+        };
+        self.poll_read(cx, on_data, |message| match message {
+            Message::Close(_) => Step::End,
+            _ => Step::Skip,
+        })
     }
 
     /// Handles one received control frame; returns the message to yield, if any.
@@ -301,19 +327,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        loop {
-            match ready!(this.poll_incoming(cx)) {
-                Some(Ok(Incoming::Data(frame))) => match this.assemble(frame) {
-                    Ok(Some(message)) => return Poll::Ready(Some(Ok(message))),
-                    Ok(None) => {}
-                    Err(error) => this.fail(error),
-                },
-                Some(Ok(Incoming::Message(message))) => return Poll::Ready(Some(Ok(message))),
-                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
-                None => return Poll::Ready(None),
-            }
-        }
+        self.get_mut().poll_read(cx, WebSocket::assemble, Step::Yield)
     }
 }
 
