@@ -166,3 +166,132 @@ async fn a_task_that_only_reads_writes_out_a_queued_large_message() {
     let last = timeout(LIMIT, server).await.unwrap().unwrap();
     assert!(matches!(last, Some(Ok(Message::Close(_)))), "{last:?}");
 }
+
+/// A transport that holds the bytes of whole frames and gives each read at most
+/// `most_per_read` of them, recording where every read started and how much it
+/// asked for. Writes are accepted and dropped.
+struct RecordingTransport {
+    wire: Bytes,
+    at: usize,
+    most_per_read: usize,
+    reads: Vec<(usize, usize)>,
+}
+
+impl tokio::io::AsyncRead for RecordingTransport {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        this.reads.push((this.at, buf.remaining()));
+        let n = buf.remaining().min(this.most_per_read).min(this.wire.len() - this.at);
+        buf.put_slice(&this.wire[this.at..this.at + n]);
+        this.at += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for RecordingTransport {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Receives `payloads` as masked frames through a server `WebSocket` whose reads
+/// get at most `most_per_read` bytes each; checks every message and returns the
+/// reads (start, asked) with the frames' (start, end) on the wire.
+async fn receive_recording_reads(
+    payloads: &[Bytes],
+    most_per_read: usize,
+) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    let mut codec = fastws::WsCodec::client();
+    let mut wire = bytes::BytesMut::new();
+    let mut frames = Vec::new();
+    for payload in payloads {
+        let start = wire.len();
+        tokio_util::codec::Encoder::encode(&mut codec, fastws::Frame::binary(payload.clone()), &mut wire)
+            .unwrap();
+        frames.push((start, wire.len()));
+    }
+    let transport = RecordingTransport {
+        wire: wire.freeze(),
+        at: 0,
+        most_per_read,
+        reads: Vec::new(),
+    };
+    let config = Config::default()
+        .deflate(DeflateConfig::disabled())
+        .max_message_size(16 << 20)
+        .max_frame_size(16 << 20);
+    let mut ws = fastws::WebSocket::from_raw_socket(transport, fastws::Role::Server, config);
+    for payload in payloads {
+        let message = timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
+        assert!(message.payload() == payload, "a {}-byte message arrived changed", payload.len());
+    }
+    let reads = ws.into_framed().into_inner().reads;
+    (reads, frames)
+}
+
+/// The frame (start, end) that `at` is in, if its header has arrived: from then on
+/// the codec knows the frame's length.
+fn frame_with_known_length(frames: &[(usize, usize)], at: usize) -> Option<(usize, usize)> {
+    frames
+        .iter()
+        .copied()
+        .find(|&(start, end)| at >= start + 14 && at < end)
+}
+
+#[tokio::test]
+async fn reads_of_a_frame_too_large_for_several_in_a_buffer_stop_at_its_end_and_the_next_header() {
+    let payloads: Vec<Bytes> = (0..4).map(|i| pattern(3 << 20, i)).collect();
+    let (reads, frames) = receive_recording_reads(&payloads, usize::MAX).await;
+    for &(at, asked) in &reads {
+        if let Some((_, end)) = frame_with_known_length(&frames, at) {
+            assert!(
+                at + asked <= end + 14,
+                "a read at {at} asked for {asked} bytes, past the frame's end at {end} and the next header"
+            );
+        }
+    }
+    // Every read is full here, so the reads grow: a 3 MiB frame takes a handful,
+    // not 48 of 64 KiB.
+    assert!(reads.len() <= 4 * 8, "{} reads for four 3 MiB frames", reads.len());
+}
+
+#[tokio::test]
+async fn a_reader_that_gets_less_than_it_asks_asks_for_less_inside_large_frames() {
+    let payloads: Vec<Bytes> = (0..3).map(|i| pattern(1 << 20, i)).collect();
+    let (reads, frames) = receive_recording_reads(&payloads, 16 << 10).await;
+    let inside: Vec<usize> = reads
+        .iter()
+        .filter(|&&(at, _)| frame_with_known_length(&frames, at).is_some())
+        .map(|&(_, asked)| asked)
+        .collect();
+    assert!(inside.len() > 3 * 60, "{} reads inside the frames", inside.len());
+    // Each short read halves the large read, and it never goes below 64 KiB: a
+    // socket that never has more than 16 KiB is asked for 64 KiB, not the frame.
+    assert!(
+        inside.iter().all(|&asked| asked <= 64 << 10),
+        "reads asked for up to {} bytes",
+        inside.iter().max().unwrap()
+    );
+}

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 use std::thread::LocalKey;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{Encoder, FramedParts};
 
@@ -301,7 +301,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
                 let cut = io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside a frame");
                 return Poll::Ready(Some(Err(cut.into())));
             }
-            let read = match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf) {
+            let read = match self.poll_read_buf(cx) {
                 // The end of input after a failed write: the write's error says why.
                 Poll::Ready(Ok(0) | Err(_)) if self.write_error.is_some() => {
                     return Poll::Ready(Some(Err(self.write_error.take().expect("checked").into())));
@@ -324,6 +324,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
                 header.unmask_arrived(&mut self.read_buf);
             }
         }
+    }
+
+    /// Reads into the read buffer, no more than the codec's read limit.
+    fn poll_read_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let io = Pin::new(&mut self.io);
+        let Some(limit) = self.codec.read_limit(&self.read_buf) else {
+            return tokio_util::io::poll_read_buf(io, cx, &mut self.read_buf);
+        };
+        let read = ready!(tokio_util::io::poll_read_buf(io, cx, &mut (&mut self.read_buf).limit(limit)));
+        if let Ok(read) = read {
+            self.codec.note_large_read(limit, read);
+        }
+        Poll::Ready(read)
     }
 
     /// Writes the write buffer, and the uncopied payloads between its bytes, to the
