@@ -616,7 +616,17 @@ mod tests {
             codec.note_large_read(asked, asked);
             limits.push(codec.read_limit(&buf).unwrap());
         }
-        assert_eq!(limits, [128 << 10, 256 << 10, 512 << 10, 1 << 20, RESERVE_AHEAD, RESERVE_AHEAD]);
+        assert_eq!(
+            limits,
+            [
+                128 << 10,
+                256 << 10,
+                512 << 10,
+                1 << 20,
+                RESERVE_AHEAD,
+                RESERVE_AHEAD
+            ]
+        );
         // Short: the socket held less than asked, and the reader waits.
         codec.note_large_read(RESERVE_AHEAD, 1000);
         assert_eq!(codec.read_limit(&buf), Some(RESERVE_AHEAD / 2));
@@ -642,7 +652,10 @@ mod tests {
         );
         // Getting all but the next header is a full read: the large read stays.
         codec.note_large_read(frame_len - buf.len() + MAX_HEADER_LEN, frame_len - buf.len());
-        assert_eq!(codec.read_limit(&buf), Some(frame_len - buf.len() + MAX_HEADER_LEN));
+        assert_eq!(
+            codec.read_limit(&buf),
+            Some(frame_len - buf.len() + MAX_HEADER_LEN)
+        );
         // One byte missing: the limit is never zero, and never past the next header.
         let (codec, buf) = arriving(payload_len, frame_len - 1);
         assert_eq!(codec.read_limit(&buf), Some(1 + MAX_HEADER_LEN));

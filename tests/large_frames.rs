@@ -185,7 +185,10 @@ impl tokio::io::AsyncRead for RecordingTransport {
     ) -> std::task::Poll<std::io::Result<()>> {
         let this = &mut *self;
         this.reads.push((this.at, buf.remaining()));
-        let n = buf.remaining().min(this.most_per_read).min(this.wire.len() - this.at);
+        let n = buf
+            .remaining()
+            .min(this.most_per_read)
+            .min(this.wire.len() - this.at);
         buf.put_slice(&this.wire[this.at..this.at + n]);
         this.at += n;
         std::task::Poll::Ready(Ok(()))
@@ -245,7 +248,11 @@ async fn receive_recording_reads(
     let mut ws = fastws::WebSocket::from_raw_socket(transport, fastws::Role::Server, config);
     for payload in payloads {
         let message = timeout(LIMIT, ws.next()).await.unwrap().unwrap().unwrap();
-        assert!(message.payload() == payload, "a {}-byte message arrived changed", payload.len());
+        assert!(
+            message.payload() == payload,
+            "a {}-byte message arrived changed",
+            payload.len()
+        );
     }
     let reads = ws.into_framed().into_inner().reads;
     (reads, frames)
@@ -274,7 +281,11 @@ async fn reads_of_a_frame_too_large_for_several_in_a_buffer_stop_at_its_end_and_
     }
     // Every read is full here, so the reads grow: a 3 MiB frame takes a handful,
     // not 48 of 64 KiB.
-    assert!(reads.len() <= 4 * 8, "{} reads for four 3 MiB frames", reads.len());
+    assert!(
+        reads.len() <= 4 * 8,
+        "{} reads for four 3 MiB frames",
+        reads.len()
+    );
 }
 
 #[tokio::test]

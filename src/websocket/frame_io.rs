@@ -332,7 +332,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
         let Some(limit) = self.codec.read_limit(&self.read_buf) else {
             return tokio_util::io::poll_read_buf(io, cx, &mut self.read_buf);
         };
-        let read = ready!(tokio_util::io::poll_read_buf(io, cx, &mut (&mut self.read_buf).limit(limit)));
+        let read = ready!(tokio_util::io::poll_read_buf(
+            io,
+            cx,
+            &mut (&mut self.read_buf).limit(limit)
+        ));
         if let Ok(read) = read {
             self.codec.note_large_read(limit, read);
         }
