@@ -92,6 +92,7 @@ pub mod mask;
 pub mod message;
 #[doc = include_str!("../PORTING.md")]
 pub mod porting {}
+pub mod prepared;
 pub mod streaming;
 mod utf8;
 pub mod websocket;
@@ -106,6 +107,7 @@ pub use handshake::client::MaybeTlsStream;
 pub use handshake::client::{ClientRequest, client_handshake, connect};
 pub use handshake::server::{Acceptor, Rejection, UpgradeRequest, UpgradeResponse, accept, accept_with};
 pub use message::{CloseFrame, Message, Utf8Bytes};
+pub use prepared::PreparedMessage;
 pub use streaming::{MessageKind, MessageReader, MessageWriter};
 pub use websocket::{SplitSink, SplitStream, WebSocket};
 

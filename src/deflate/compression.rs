@@ -122,21 +122,7 @@ impl Deflater {
                     .map_err(|err| Error::Io(std::io::Error::other(err)))
             },
         )?;
-        let mut out = Vec::with_capacity(payload.len() / 2 + 64);
-        let start_in = compress.total_in();
-        loop {
-            let consumed = (compress.total_in() - start_in) as usize;
-            compress
-                .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
-                .map_err(|err| Error::Io(std::io::Error::other(err)))?;
-            let all_consumed = (compress.total_in() - start_in) as usize == payload.len();
-            // A sync flush is complete once it stops filling the output.
-            if all_consumed && out.len() < out.capacity() {
-                break;
-            }
-            out.reserve(out.capacity().max(64));
-        }
-        debug_assert!(out.ends_with(&TAIL));
+        let mut out = sync_flush(compress, payload)?;
         if let Some(history) = history {
             history.record(payload);
         }
@@ -145,6 +131,13 @@ impl Deflater {
             self.end_message();
         }
         Ok(Bytes::from(out))
+    }
+
+    /// The settings this side compresses each message afresh with, if it has no
+    /// context takeover: then a message's compressed form depends only on them
+    /// and the payload, and one compression can serve every such connection.
+    pub(crate) fn fresh_compression(&self) -> Option<FreshCompression> {
+        (!self.compress.keeps_history()).then_some(FreshCompression(self.settings))
     }
 
     fn end_message(&mut self) {
@@ -172,6 +165,51 @@ impl Deflater {
     pub(crate) fn parts_compressed(&self) -> u64 {
         self.parts_compressed
     }
+}
+
+/// The settings of a compressor that starts every message afresh (no context
+/// takeover on its side): what a message compressed for one such connection
+/// shares with every other that has the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FreshCompression(CompressSettings);
+
+impl FreshCompression {
+    /// Compresses one whole message as a connection with these settings would,
+    /// with a reset context from the thread's pool: without the trailing
+    /// `00 00 ff ff`, and an empty message as a lone `00` (see
+    /// [`Deflater::compress_part`]).
+    pub(crate) fn compress(self, payload: &[u8]) -> Result<Bytes, Error> {
+        if payload.is_empty() {
+            return Ok(Bytes::from_static(&[0x00]));
+        }
+        let mut compress = pool::take_compressor(self.0);
+        let compressed = sync_flush(&mut compress, payload);
+        pool::give_back_compressor(self.0, compress);
+        let mut out = compressed?;
+        out.truncate(out.len() - TAIL.len());
+        Ok(Bytes::from(out))
+    }
+}
+
+/// Deflates all of `payload` and ends with a sync flush, whose `00 00 ff ff`
+/// the caller strips at the end of a message.
+fn sync_flush(compress: &mut Compress, payload: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+    let start_in = compress.total_in();
+    loop {
+        let consumed = (compress.total_in() - start_in) as usize;
+        compress
+            .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
+            .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+        let all_consumed = (compress.total_in() - start_in) as usize == payload.len();
+        // A sync flush is complete once it stops filling the output.
+        if all_consumed && out.len() < out.capacity() {
+            break;
+        }
+        out.reserve(out.capacity().max(64));
+    }
+    debug_assert!(out.ends_with(&TAIL));
+    Ok(out)
 }
 
 impl Drop for Deflater {

@@ -29,6 +29,11 @@ impl<T> Held<T> {
         }
     }
 
+    /// Whether it keeps a history across messages (context takeover).
+    pub(super) fn keeps_history(&self) -> bool {
+        self.history.is_some()
+    }
+
     /// The context, and the history to record into. Without a context, one comes
     /// from `take` and is primed with the history by `prime` (RFC 7692 §7.2.1:
     /// back-references may reach into earlier messages).

@@ -220,6 +220,21 @@ impl<S> FrameIo<S> {
         self.write_buf.advance(written);
     }
 
+    /// Puts a frame encoded elsewhere in the write buffer: the header is copied,
+    /// and the payload too unless it is large enough to go out uncopied (as in
+    /// [`FrameIo::buffer`]).
+    pub(super) fn buffer_encoded(&mut self, header: &[u8], payload: &Bytes) {
+        if self.write_buf.capacity() == 0 && self.payloads.is_empty() {
+            self.write_buf = take_spare(&SPARE_WRITE_BUF);
+        }
+        self.write_buf.extend_from_slice(header);
+        if payload.len() < ZERO_COPY_MIN {
+            self.write_buf.extend_from_slice(payload);
+        } else {
+            self.queue_uncopied(payload.clone());
+        }
+    }
+
     /// Puts a frame in the write buffer. A large payload is not copied: only its
     /// header is, and the payload is written from its own buffer after the bytes
     /// buffered before it (a client masks it in place when it holds the only

@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::WebSocket;
 use crate::error::Error;
 use crate::message::Message;
+use crate::prepared::PreparedMessage;
 
 /// The receiving half of a split [`WebSocket`]: a `Stream` of messages. It answers
 /// pings on its own, so a task that only reads keeps the connection healthy.
@@ -161,6 +162,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for SplitStream<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> FusedStream for SplitStream<S> {
     fn is_terminated(&self) -> bool {
         self.shared.lock().is_terminated()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SplitSink<S> {
+    /// Queues a [`PreparedMessage`] after `poll_ready`, as
+    /// [`WebSocket::start_send_prepared`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::start_send_prepared`].
+    pub fn start_send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        self.shared.lock().start_send_prepared(prepared)
+    }
+
+    /// Sends a [`PreparedMessage`] and flushes, as [`WebSocket::send_prepared`]
+    /// does; the receiving half may run meanwhile in another task.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::send_prepared`].
+    pub async fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        self.feed_prepared(prepared).await?;
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_flush(cx)).await
+    }
+
+    /// Queues a [`PreparedMessage`] once there is room, without flushing.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebSocket::feed_prepared`].
+    pub async fn feed_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_ready(cx)).await?;
+        self.start_send_prepared(prepared)
     }
 }
 

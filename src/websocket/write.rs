@@ -10,9 +10,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Side, WebSocket};
 use crate::close::{CloseAction, CloseState};
+use crate::codec::Role;
 use crate::error::Error;
 use crate::frame::{CloseCode, Frame, MAX_CONTROL_PAYLOAD, OpCode};
 use crate::message::Message;
+use crate::prepared::{Encoded, PreparedMessage};
 
 impl<S> WebSocket<S> {
     /// Whether `poll_ready` would return at once: sending is over (`start_send`
@@ -209,6 +211,94 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Queues a [`PreparedMessage`] as [`Sink::start_send`] queues a message,
+    /// after `poll_ready`: its shared frame where this connection can send it
+    /// as it is (see [`PreparedMessage`] for where it cannot), in order with the
+    /// connection's other messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sink::start_send`]; and a compression failure.
+    pub fn start_send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        let message = prepared.message();
+        if !message.is_data() {
+            return Pin::new(self).start_send(message.clone());
+        }
+        if !self.close.can_send() {
+            return Err(Error::ConnectionClosed);
+        }
+        self.queue_owed()?;
+        match self.shared_frame(prepared)? {
+            Some(frame) => {
+                self.frames.buffer_encoded(&frame.header, &frame.payload);
+                Ok(())
+            }
+            None => self.encode_message(message.clone()),
+        }
+    }
+
+    /// The frame of `prepared` this connection can send as it is: a server's,
+    /// compressed for its settings if it compresses the message without context
+    /// takeover, and not to be fragmented. `None` where it must encode the
+    /// message itself.
+    fn shared_frame(&self, prepared: &PreparedMessage) -> Result<Option<Encoded>, Error> {
+        if self.role() != Role::Server {
+            return Ok(None);
+        }
+        #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
+        let mut frame = prepared.plain().clone();
+        #[cfg(feature = "deflate")]
+        if let Some(deflater) = &self.deflater
+            && deflater.wants(frame.payload.len())
+        {
+            match deflater.fresh_compression() {
+                Some(compression) => frame = prepared.compressed(compression)?,
+                // Compressed against this connection's history: its own.
+                None => return Ok(None),
+            }
+        }
+        let fits = self
+            .config
+            .get_fragment_size()
+            .is_none_or(|size| frame.payload.len() <= size);
+        Ok(fits.then_some(frame))
+    }
+
+    /// Sends a [`PreparedMessage`] and flushes, as
+    /// [`SinkExt::send`](futures_util::SinkExt::send) sends a message.
+    ///
+    /// ```no_run
+    /// use fastws::{Message, PreparedMessage};
+    ///
+    /// # async fn run(rooms: Vec<fastws::WebSocket<tokio::net::TcpStream>>) -> Result<(), fastws::Error> {
+    /// let news = PreparedMessage::new(Message::text("the meeting moved to 3 pm"));
+    /// for mut ws in rooms {
+    ///     ws.send_prepared(&news).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`SinkExt::send`](futures_util::SinkExt::send).
+    pub async fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        self.feed_prepared(prepared).await?;
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_flush(cx)).await
+    }
+
+    /// Queues a [`PreparedMessage`] once there is room, without flushing, as
+    /// [`SinkExt::feed`](futures_util::SinkExt::feed) does a message.
+    ///
+    /// # Errors
+    ///
+    /// As [`SinkExt::feed`](futures_util::SinkExt::feed).
+    pub async fn feed_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_ready(cx)).await?;
+        self.start_send_prepared(prepared)
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
     type Error = Error;
 
@@ -293,5 +383,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
             }
             other => other,
         }
+    }
+}
+
+#[cfg(all(test, feature = "deflate"))]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::super::Negotiated;
+    use super::*;
+    use crate::Config;
+    use crate::deflate::negotiation::DeflateParams;
+
+    /// A server end that negotiated permessage-deflate with these parameters for
+    /// its own compressor.
+    fn server(no_context_takeover: bool, window_bits: u8) -> WebSocket<tokio::io::DuplexStream> {
+        let (io, _peer) = tokio::io::duplex(1 << 20);
+        let params = DeflateParams {
+            server_no_context_takeover: no_context_takeover,
+            client_no_context_takeover: false,
+            server_max_window_bits: window_bits,
+            client_max_window_bits: 15,
+        };
+        let negotiated = Negotiated {
+            deflate: Some(params),
+            ..Negotiated::default()
+        };
+        WebSocket::after_handshake(io, BytesMut::new(), Role::Server, Config::default(), negotiated)
+    }
+
+    #[tokio::test]
+    async fn a_prepared_message_is_compressed_once_per_settings_and_never_for_context_takeover() {
+        let text = r#"{"symbol":"FAST","bid":101.25,"ask":101.5}"#.repeat(20);
+        let prepared = PreparedMessage::new(Message::text(text));
+        let mut same = [server(true, 15), server(true, 15), server(true, 15)];
+        for ws in &mut same {
+            ws.start_send_prepared(&prepared).unwrap();
+        }
+        assert_eq!(prepared.compressions(), 1, "three connections, one setting");
+        server(true, 10).start_send_prepared(&prepared).unwrap();
+        assert_eq!(prepared.compressions(), 2, "a second window, a second form");
+        let mut takeover = server(false, 15);
+        takeover.start_send_prepared(&prepared).unwrap();
+        assert_eq!(
+            prepared.compressions(),
+            2,
+            "context takeover compresses on its own"
+        );
+        assert!(takeover.deflater.as_ref().unwrap().parts_compressed() == 1);
+        // Shared, not copied: every connection queues the same bytes.
+        let fresh = same[0].deflater.as_ref().unwrap().fresh_compression().unwrap();
+        let (first, again) = (
+            prepared.compressed(fresh).unwrap(),
+            prepared.compressed(fresh).unwrap(),
+        );
+        assert_eq!(first.payload.as_ptr(), again.payload.as_ptr());
+        assert_eq!(same[0].deflater.as_ref().unwrap().parts_compressed(), 0);
     }
 }
