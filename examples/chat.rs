@@ -9,10 +9,11 @@
 //!
 //! - **Broadcast.** The reader of a connection turns each line into one
 //!   [`PreparedMessage`] and publishes it on the room's `tokio::sync::broadcast`
-//!   channel; every subscriber's writer sends that same frame. permessage-deflate
-//!   (which browsers always negotiate) runs without context takeover on the
-//!   server's side, so a line is compressed once per room, not once per
-//!   subscriber.
+//!   channel; every subscriber's writer sends that same frame, with the lines
+//!   already waiting behind it in the same write (one flush per burst, not per
+//!   line). permessage-deflate (which browsers always negotiate) runs without
+//!   context takeover on the server's side, so a line is compressed once per
+//!   room, not once per subscriber.
 //! - **A slow subscriber skips ahead.** A room keeps its last [`BACKLOG`] lines,
 //!   shared by all its subscribers. A subscriber whose writer falls further behind
 //!   (its socket is full: the client reads too slowly) loses the oldest lines it
@@ -225,18 +226,31 @@ async fn serve_connection(
     let (publish, mut lines) = rooms.join(&room);
     let (mut sink, mut stream) = ws.split();
 
-    // Writer: the room's lines, as they come, until the connection closes.
+    // Writer: the room's lines until the connection closes. The first waits; the
+    // lines already queued behind it go out in the same write, one flush for
+    // the burst.
     let writer = tokio::spawn(async move {
+        use broadcast::error::{RecvError, TryRecvError};
         loop {
-            match lines.recv().await {
-                Ok(line) if line.from == id => {}
-                Ok(line) => sink.send_prepared(&line.message).await?,
-                Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                    sink.send(Message::text(format!("* {skipped} lines skipped")))
-                        .await?;
+            let mut next = match lines.recv().await {
+                Ok(line) => Ok(line),
+                Err(RecvError::Lagged(skipped)) => Err(TryRecvError::Lagged(skipped)),
+                Err(RecvError::Closed) => break,
+            };
+            loop {
+                match next {
+                    Ok(line) if line.from == id => {}
+                    Ok(line) => sink.feed_prepared(&line.message).await?,
+                    Err(TryRecvError::Lagged(skipped)) => {
+                        sink.feed(Message::text(format!("* {skipped} lines skipped")))
+                            .await?;
+                    }
+                    // Nothing more waiting (or the room is gone): write the burst.
+                    Err(_) => break,
                 }
-                Err(broadcast::error::RecvError::Closed) => break,
+                next = lines.try_recv();
             }
+            sink.flush().await?;
         }
         Ok::<_, fastws::Error>(())
     });

@@ -4,12 +4,13 @@
 # load side checking every delivery (src/bin/fanout.rs).
 #
 # Usage: benches/compare/fanout.sh
-#   env: SERVERS="fastws fastws_send tungstenite tokio_websockets"
+#   env: SERVERS="fastws fastws_twin fastws_send tungstenite tokio_websockets"
 #        SUBSCRIBERS="100 1000 10000" SIZES="16 1024 65536" MODES="plain deflate"
 #        ROUNDS=2   OUT=results/fanout-DATE.txt
 #        SERVER_CPU=0 LOAD_CPU=1   taskset pinning
 #
-# Messages per run: about 2 million deliveries, at least 50 messages. Only fastws
+# Messages per run: about 2 million deliveries (200,000 at 64 KiB), at least 50
+# messages (20 at 64 KiB). Only fastws
 # and fastws_send speak permessage-deflate among these servers: `deflate` runs
 # skip the others. Each run starts its server afresh (memory per subscriber is
 # measured from its start), is bounded by `timeout`, and the server is killed
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-SERVERS=${SERVERS:-"fastws fastws_send tungstenite tokio_websockets"}
+SERVERS=${SERVERS:-"fastws fastws_twin fastws_send tungstenite tokio_websockets"}
 SUBSCRIBERS=${SUBSCRIBERS:-"100 1000 10000"}
 SIZES=${SIZES:-"16 1024 65536"}
 MODES=${MODES:-"plain deflate"}
@@ -40,9 +41,13 @@ for round in $(seq "$ROUNDS"); do
     for mode in $MODES; do
         for n in $SUBSCRIBERS; do
             for size in $SIZES; do
-                messages=$((2000000 / n))
-                ((messages >= 50)) || messages=50
-                ((size < 65536 || messages <= 2000)) || messages=2000
+                if ((size >= 65536)); then
+                    messages=$((200000 / n))
+                    ((messages >= 20)) || messages=20
+                else
+                    messages=$((2000000 / n))
+                    ((messages >= 50)) || messages=50
+                fi
                 for server in $SERVERS; do
                     flag=()
                     if [[ $mode == deflate ]]; then

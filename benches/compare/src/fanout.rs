@@ -7,9 +7,11 @@
 //! publisher sends is a broadcast. Each server is written in its library's
 //! documented broadcast pattern: a `tokio::sync::broadcast` channel whose
 //! receivers each connection's writer task drains, sending what it gets
-//! (tokio-tungstenite's `server.rs` example shares messages the same way). fastws
-//! sends a [`fastws::PreparedMessage`] made once per message; `fastws_send` is
-//! fastws in the peers' pattern, a `Message` clone sent per subscriber.
+//! (tokio-tungstenite's `server.rs` example shares messages the same way), and
+//! sends each one with `send` (a flush per message). fastws, as its chat example:
+//! a [`fastws::PreparedMessage`] made once per message, and a writer that feeds
+//! what is already waiting before it flushes once. `fastws_send` is fastws in the
+//! peers' pattern, a `Message` clone sent per subscriber.
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::net::TcpStream;
@@ -22,7 +24,9 @@ pub const CHANNEL: usize = 1024;
 pub const WINDOW: u64 = 64;
 
 /// The fan-out server names, as `fanout_server` takes them.
-pub const NAMES: &[&str] = &["fastws", "fastws_send", "tungstenite", "tokio_websockets"];
+/// `fastws_twin` is fastws again: the control that shows how far two runs of one
+/// server differ.
+pub const NAMES: &[&str] = &["fastws", "fastws_twin", "fastws_send", "tungstenite", "tokio_websockets"];
 
 /// Messages of 16 bytes are binary: the sequence number and the send time.
 /// Larger ones are JSON text of exactly `size` bytes with both at fixed places.
@@ -109,7 +113,7 @@ pub async fn serve(name: &str, listener: tokio::net::TcpListener, deflate: bool)
         let (tcp, _) = listener.accept().await?;
         tcp.set_nodelay(true)?;
         match name {
-            "fastws" => {
+            "fastws" | "fastws_twin" => {
                 tokio::spawn(fastws_prepared(tcp, id, fastws_channel.clone(), deflate));
             }
             "fastws_send" => {
@@ -153,8 +157,8 @@ fn fastws_acceptor(deflate: bool, for_prepared: bool) -> fastws::Acceptor {
     fastws::Acceptor::new().config(fastws::Config::default().deflate(deflate))
 }
 
-/// fastws as its docs show broadcast: the reader prepares each message once, the
-/// writers send the prepared message.
+/// fastws as its chat example broadcasts: the reader prepares each message once;
+/// each writer feeds every prepared message already waiting, then flushes once.
 async fn fastws_prepared(
     tcp: TcpStream,
     id: u64,
@@ -167,18 +171,33 @@ async fn fastws_prepared(
     let mut received = channel.subscribe();
     let (mut sink, mut stream) = ws.split();
     let writer = tokio::spawn(async move {
+        // Every message already waiting goes into the write buffer, then one
+        // flush: one write for a burst instead of one per message.
         loop {
-            match received.recv().await {
-                Ok((from, _)) if from == id => {}
-                Ok((_, message)) => {
-                    if sink.send_prepared(&message).await.is_err() {
-                        break;
-                    }
-                }
+            let mut next = match received.recv().await {
+                Ok(first) => Ok(first),
                 Err(broadcast::error::RecvError::Lagged(skipped)) => {
                     eprintln!("connection {id}: {skipped} messages skipped");
+                    continue;
                 }
-                Err(broadcast::error::RecvError::Closed) => break,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            loop {
+                match next {
+                    Ok((from, message)) => {
+                        if from != id && sink.feed_prepared(&message).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::TryRecvError::Lagged(skipped)) => {
+                        eprintln!("connection {id}: {skipped} messages skipped");
+                    }
+                    Err(_) => break,
+                }
+                next = received.try_recv();
+            }
+            if sink.flush().await.is_err() {
+                return;
             }
         }
     });

@@ -217,7 +217,8 @@ async fn subscribe(
     let mut inflated = Vec::with_capacity(size + 64);
     let mut next = 0u64;
     let mut at = 0;
-    let mut chunk = vec![0u8; 256 * 1024];
+    // 10,000 subscribers each hold one: no larger than a message needs.
+    let mut chunk = vec![0u8; (size * 2).clamp(4096, 64 * 1024)];
     while next < messages {
         // Every whole frame in the buffer.
         while let Some((first, header_len, len)) = frame_header(&buf[at..])? {
