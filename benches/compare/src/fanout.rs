@@ -26,7 +26,13 @@ pub const WINDOW: u64 = 64;
 /// The fan-out server names, as `fanout_server` takes them.
 /// `fastws_twin` is fastws again: the control that shows how far two runs of one
 /// server differ.
-pub const NAMES: &[&str] = &["fastws", "fastws_twin", "fastws_send", "tungstenite", "tokio_websockets"];
+pub const NAMES: &[&str] = &[
+    "fastws",
+    "fastws_twin",
+    "fastws_send",
+    "tungstenite",
+    "tokio_websockets",
+];
 
 /// Messages of 16 bytes are binary: the sequence number and the send time.
 /// Larger ones are JSON text of exactly `size` bytes with both at fixed places.
@@ -42,7 +48,10 @@ pub fn payload(size: usize, seq: u64, sent_ns: u64) -> Vec<u8> {
     debug_assert_eq!(text.len(), JSON_PREFIX);
     let mut i = 0u64;
     while text.len() < size - 2 {
-        let item = format!(r#"{{"id":{i},"symbol":"FAST{}","bid":101.25,"ask":101.50}},"#, i % 97);
+        let item = format!(
+            r#"{{"id":{i},"symbol":"FAST{}","bid":101.25,"ask":101.50}},"#,
+            i % 97
+        );
         text.extend(item.bytes().filter(|&b| b != b'"'));
         i += 1;
     }
@@ -107,7 +116,8 @@ where
 pub async fn serve(name: &str, listener: tokio::net::TcpListener, deflate: bool) -> std::io::Result<()> {
     let fastws_channel = broadcast::channel::<Published<fastws::PreparedMessage>>(CHANNEL).0;
     let fastws_send_channel = broadcast::channel::<Published<fastws::Message>>(CHANNEL).0;
-    let tungstenite_channel = broadcast::channel::<Published<tokio_tungstenite::tungstenite::Message>>(CHANNEL).0;
+    let tungstenite_channel =
+        broadcast::channel::<Published<tokio_tungstenite::tungstenite::Message>>(CHANNEL).0;
     let tws_channel = broadcast::channel::<Published<tokio_websockets::Message>>(CHANNEL).0;
     for id in 0u64.. {
         let (tcp, _) = listener.accept().await?;

@@ -13,8 +13,8 @@
 //! `run.sh`, `report.py` and `idle_mem.sh` beside this crate run them.
 
 pub mod client;
-pub mod fanout;
 pub mod clients;
+pub mod fanout;
 pub mod neutral_server;
 pub mod servers;
 

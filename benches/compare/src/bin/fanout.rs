@@ -108,7 +108,10 @@ async fn run(args: &Args) -> Result<String, String> {
     for batch in (0..args.subscribers).collect::<Vec<_>>().chunks(100) {
         let mut connecting = Vec::new();
         for _ in batch {
-            connecting.push(tokio::spawn(upgrade(args.addr.clone(), args.deflate.then_some(CHROMIUM_OFFER))));
+            connecting.push(tokio::spawn(upgrade(
+                args.addr.clone(),
+                args.deflate.then_some(CHROMIUM_OFFER),
+            )));
         }
         for connection in connecting {
             let (tcp, rest, compressed) = connection.await.map_err(|e| e.to_string())??;
@@ -117,7 +120,9 @@ async fn run(args: &Args) -> Result<String, String> {
             }
             let received = Arc::clone(&received);
             let (messages, size) = (args.messages, args.size);
-            subscribers.push(tokio::spawn(subscribe(tcp, rest, messages, size, warm, received, epoch)));
+            subscribers.push(tokio::spawn(subscribe(
+                tcp, rest, messages, size, warm, received, epoch,
+            )));
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -145,7 +150,9 @@ async fn run(args: &Args) -> Result<String, String> {
     }
     let mut delays = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     for subscriber in subscribers {
-        delays.add(subscriber.await.map_err(|e| e.to_string())??).expect("same bounds");
+        delays
+            .add(subscriber.await.map_err(|e| e.to_string())??)
+            .expect("same bounds");
     }
     let (start, ticks_start) = cpu_start.ok_or("no measured part")?;
     let elapsed = start.elapsed().as_secs_f64();
@@ -170,17 +177,23 @@ async fn run(args: &Args) -> Result<String, String> {
 /// socket, bytes read past the response head, and whether permessage-deflate
 /// was agreed.
 async fn upgrade(addr: String, offer: Option<&'static str>) -> Result<(TcpStream, Vec<u8>, bool), String> {
-    let mut tcp = TcpStream::connect(&addr).await.map_err(|e| format!("{addr}: {e}"))?;
+    let mut tcp = TcpStream::connect(&addr)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
     if !tcp.peer_addr().map_err(|e| e.to_string())?.ip().is_loopback() {
         return Err("the load side only targets loopback addresses".to_owned());
     }
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let extensions = offer.map_or(String::new(), |offer| format!("Sec-WebSocket-Extensions: {offer}\r\n"));
+    let extensions = offer.map_or(String::new(), |offer| {
+        format!("Sec-WebSocket-Extensions: {offer}\r\n")
+    });
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
     );
-    tcp.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    tcp.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut head = Vec::with_capacity(512);
     let end = loop {
         let mut chunk = [0u8; 1024];
@@ -334,11 +347,13 @@ fn masked_frame(out: &mut Vec<u8>, size: usize, payload: &[u8]) {
 
 /// The server's user and system time so far, in clock ticks.
 fn cpu_ticks(pid: u32) -> Result<u64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("server {pid}: {e}"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("server {pid}: {e}"))?;
     // Fields after the command name (which may hold spaces), from field 3 on.
     let rest = stat.rsplit_once(')').ok_or("unreadable stat")?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> Result<u64, String> { fields[n - 3].parse().map_err(|_| "unreadable stat".to_owned()) };
+    let field =
+        |n: usize| -> Result<u64, String> { fields[n - 3].parse().map_err(|_| "unreadable stat".to_owned()) };
     Ok(field(14)? + field(15)?)
 }
 

@@ -10,7 +10,10 @@ use fastws_compare::fanout;
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(name), Some(addr)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: fanout_server NAME ADDR [--deflate]; NAME in {:?}", fanout::NAMES);
+        eprintln!(
+            "usage: fanout_server NAME ADDR [--deflate]; NAME in {:?}",
+            fanout::NAMES
+        );
         std::process::exit(2);
     };
     let deflate = args.iter().any(|arg| arg == "--deflate");
