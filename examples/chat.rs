@@ -138,7 +138,7 @@ pub async fn serve_with_redis(
                 None => eprintln!("chat:{room}: a line that is not ours, dropped"),
             }
         }
-        eprintln!("the Redis subscription ended: rooms are local to this server until it restarts");
+        eprintln!("the Redis subscription ended: this server's clients get no more lines");
     });
     run(listener, acceptor, rooms, Broker::Redis(publish), server).await?;
     Ok(())
