@@ -10,6 +10,7 @@ mod chat;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::chat::{next_line, until_subscribed};
 use common::within;
 use fastws::{MaybeTlsStream, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -26,31 +27,6 @@ async fn start() -> SocketAddr {
 
 async fn join(addr: SocketAddr, room: &str) -> Client {
     fastws::connect(format!("ws://{addr}/{room}")).await.unwrap().0
-}
-
-/// The next line that is not a probe (see [`until_subscribed`]).
-async fn next_line(client: &mut Client) -> String {
-    loop {
-        let message = within("a chat line", client.next()).await.unwrap().unwrap();
-        let text = message.as_text().expect("text").to_owned();
-        if !text.starts_with("probe") {
-            return text;
-        }
-    }
-}
-
-/// Sends probes from `from` until `to` receives one: the server has subscribed
-/// `to` to the room by then (it does so after the handshake's 101).
-async fn until_subscribed(from: &mut Client, to: &mut Client) {
-    within("a subscription", async {
-        loop {
-            from.send(Message::text("probe")).await.unwrap();
-            if let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(50), to.next()).await {
-                return;
-            }
-        }
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -77,18 +53,18 @@ async fn lines_reach_everyone_else_in_the_room_in_order_and_nobody_outside_it() 
     frank.send(Message::text("blue only")).await.unwrap();
     for reader in [&mut bob, &mut carol] {
         for i in 0..100 {
-            assert_eq!(next_line(reader).await, format!("red {i}"));
+            assert_eq!(next_line(reader, "a chat line").await, format!("red {i}"));
         }
     }
     bob.send(Message::text("back to alice")).await.unwrap();
     assert_eq!(
-        next_line(&mut alice).await,
+        next_line(&mut alice, "a chat line").await,
         "back to alice",
         "the sender gets nothing of its own"
     );
-    assert_eq!(next_line(&mut carol).await, "back to alice");
+    assert_eq!(next_line(&mut carol, "a chat line").await, "back to alice");
     // Nothing from red reached blue or the lobby.
-    assert_eq!(next_line(&mut dave).await, "blue only");
+    assert_eq!(next_line(&mut dave, "a chat line").await, "blue only");
     let quiet = tokio::time::timeout(Duration::from_millis(200), dave.next()).await;
     assert!(quiet.is_err(), "blue got {quiet:?}");
     let quiet = tokio::time::timeout(Duration::from_millis(200), erin.next()).await;

@@ -15,11 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
+use common::chat::{next_line, until_subscribed};
 use common::counting::{Counting, live_bytes};
-use common::within;
-use fastws::{ClientRequest, Config, DeflateConfig, Message, WebSocket};
-use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use fastws::{ClientRequest, Config, DeflateConfig, Message};
+use futures::SinkExt;
 use tokio::net::{TcpListener, TcpSocket};
 
 #[global_allocator]
@@ -44,23 +43,6 @@ fn line(i: usize) -> String {
 
 fn number(text: &str) -> usize {
     text[..6].parse().unwrap()
-}
-
-/// Sends probes until `to` has one (see tests/chat.rs).
-async fn until_subscribed<A, B>(from: &mut WebSocket<A>, to: &mut WebSocket<B>)
-where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
-{
-    within("a subscription", async {
-        loop {
-            from.send(Message::text("probe")).await.unwrap();
-            if let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(50), to.next()).await {
-                return;
-            }
-        }
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,16 +84,9 @@ async fn a_subscriber_that_stops_reading_costs_the_server_a_bounded_amount_and_i
         }
         publisher.flush().await.unwrap();
         while next <= *burst.last().unwrap() {
-            let message = within("the fast subscriber's lines", fast.next())
-                .await
-                .unwrap()
-                .unwrap();
-            let text = message.as_text().unwrap();
-            if text.starts_with("probe") {
-                continue;
-            }
+            let text = next_line(&mut fast, "the fast subscriber's lines").await;
             assert_eq!(
-                number(text),
+                number(&text),
                 next,
                 "the fast subscriber missed or reordered a line"
             );
@@ -134,14 +109,7 @@ async fn a_subscriber_that_stops_reading_costs_the_server_a_bounded_amount_and_i
     // accounts for every line it did not get.
     let (mut delivered, mut skipped, mut last) = (0, 0, None::<usize>);
     while last != Some(LINES - 1) {
-        let message = within("the slow subscriber's lines", slow.next())
-            .await
-            .unwrap()
-            .unwrap();
-        let text = message.as_text().unwrap();
-        if text.starts_with("probe") {
-            continue;
-        }
+        let text = next_line(&mut slow, "the slow subscriber's lines").await;
         if let Some(count) = text
             .strip_prefix("* ")
             .and_then(|rest| rest.strip_suffix(" lines skipped"))
@@ -149,7 +117,7 @@ async fn a_subscriber_that_stops_reading_costs_the_server_a_bounded_amount_and_i
             skipped += count.parse::<usize>().unwrap();
             continue;
         }
-        let n = number(text);
+        let n = number(&text);
         assert!(last.is_none_or(|last| n > last), "line {n} after {last:?}");
         last = Some(n);
         delivered += 1;

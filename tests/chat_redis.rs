@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::chat::{PROBE, next_line, until_subscribed};
 use common::within;
 use fastws::{MaybeTlsStream, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -81,34 +82,16 @@ async fn join(addr: SocketAddr, room: &str) -> Client {
         .0
 }
 
-/// Sends probes from `from` until `to` receives one: both ends' servers have
-/// them in the room by then.
-async fn until_subscribed(from: &mut Client, to: &mut Client) {
-    within("a subscription", async {
-        loop {
-            from.send(Message::text("probe")).await.unwrap();
-            if let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(50), to.next()).await {
-                return;
-            }
-        }
-    })
-    .await;
-}
-
 /// The next `count` lines that are not probes, then a check that no more come.
 async fn lines(client: &mut Client, count: usize) -> Vec<String> {
     let mut lines = Vec::new();
     while lines.len() < count {
-        let message = within("a line", client.next()).await.unwrap().unwrap();
-        let text = message.as_text().unwrap().to_owned();
-        if !text.starts_with("probe") {
-            lines.push(text);
-        }
+        lines.push(next_line(client, "a line").await);
     }
     loop {
         match tokio::time::timeout(Duration::from_millis(300), client.next()).await {
             Err(_) => return lines,
-            Ok(Some(Ok(message))) if message.as_text().is_some_and(|text| text.starts_with("probe")) => {}
+            Ok(Some(Ok(message))) if message.as_text().is_some_and(|text| text.starts_with(PROBE)) => {}
             Ok(other) => panic!("a line more than expected: {other:?}"),
         }
     }

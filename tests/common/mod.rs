@@ -3,6 +3,7 @@
 //! HTTP upgrade by hand so tests can put arbitrary frames on the wire.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod counting;
 pub mod faulty;
 pub mod inflate;
