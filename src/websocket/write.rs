@@ -1,6 +1,7 @@
 //! The write path: messages and owed control frames into the write buffer,
 //! backpressure, fragments of streamed messages.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -242,18 +243,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// compressed for its settings if it compresses the message without context
     /// takeover, and not to be fragmented. `None` where it must encode the
     /// message itself.
-    fn shared_frame(&self, prepared: &PreparedMessage) -> Result<Option<Encoded>, Error> {
+    ///
+    /// Borrowed when uncompressed: a delivery then takes no reference count.
+    fn shared_frame<'a>(&self, prepared: &'a PreparedMessage) -> Result<Option<Cow<'a, Encoded>>, Error> {
         if self.role() != Role::Server {
             return Ok(None);
         }
         #[cfg_attr(not(feature = "deflate"), allow(unused_mut))]
-        let mut frame = prepared.plain().clone();
+        let mut frame = Cow::Borrowed(prepared.plain());
         #[cfg(feature = "deflate")]
         if let Some(deflater) = &self.deflater
             && deflater.wants(frame.payload.len())
         {
             match deflater.fresh_compression() {
-                Some(compression) => frame = prepared.compressed(compression)?,
+                Some(compression) => frame = Cow::Owned(prepared.compressed(compression)?),
                 // Compressed against this connection's history: its own.
                 None => return Ok(None),
             }
