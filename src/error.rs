@@ -411,6 +411,17 @@ pub enum HandshakeError {
     Timeout,
     /// The connection ended before the handshake finished.
     UnexpectedEof,
+    /// The proxy would not open a tunnel to the server, or broke its protocol.
+    Proxy(ProxyError),
+    /// A redirect that [`ClientRequest::follow_redirects`](crate::ClientRequest::follow_redirects)
+    /// would not follow: one too many, to `ws://` from `wss://`, or to a location
+    /// that is not a WebSocket URL.
+    Redirect {
+        /// The `Location` the server answered with (empty when it sent none).
+        location: String,
+        /// Why it was not followed.
+        reason: &'static str,
+    },
 }
 
 impl HandshakeError {
@@ -429,6 +440,7 @@ impl HandshakeError {
             HandshakeError::Rejected { status } => Some(*status),
             HandshakeError::Refused(response) => Some(response.status().as_u16()),
             HandshakeError::TooLarge => Some(431),
+            HandshakeError::Proxy(ProxyError::Refused { status }) => Some(*status),
             _ => None,
         }
     }
@@ -447,11 +459,84 @@ impl fmt::Display for HandshakeError {
             HandshakeError::TooLarge => f.write_str("http head exceeds the size limit"),
             HandshakeError::Timeout => f.write_str("handshake timed out"),
             HandshakeError::UnexpectedEof => f.write_str("connection closed during the handshake"),
+            HandshakeError::Proxy(err) => write!(f, "proxy: {err}"),
+            HandshakeError::Redirect { location, reason } => {
+                write!(f, "redirect to {location:?} not followed: {reason}")
+            }
         }
     }
 }
 
-impl std::error::Error for HandshakeError {}
+impl std::error::Error for HandshakeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HandshakeError::Proxy(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// Why a proxy did not open the tunnel ([`HandshakeError::Proxy`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// An HTTP proxy answered `CONNECT` with this status instead of 2xx: 407 when
+    /// it wants credentials (or got wrong ones), 403 when its rules forbid the
+    /// destination, 502 or 504 when it could not reach the server.
+    Refused {
+        /// The proxy's HTTP status.
+        status: u16,
+    },
+    /// A SOCKS5 proxy answered the connect request with this reply code
+    /// (RFC 1928 §6): 2 not allowed by its rules, 3 network unreachable, 4 host
+    /// unreachable, 5 connection refused, ...
+    SocksRefused {
+        /// The reply code (never 0, which means success).
+        reply: u8,
+    },
+    /// The SOCKS5 proxy accepted none of the authentication methods offered: it
+    /// wants a username and password and the proxy URL has none, or the reverse.
+    SocksNoAcceptableMethod,
+    /// The SOCKS5 proxy rejected the username and password (RFC 1929).
+    SocksAuthFailed,
+    /// The proxy's answer broke its protocol.
+    Invalid(&'static str),
+}
+
+impl fmt::Display for ProxyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProxyError::Refused { status } => write!(f, "proxy answered CONNECT with status {status}"),
+            ProxyError::SocksRefused { reply } => {
+                let meaning = match reply {
+                    1 => "general failure",
+                    2 => "connection not allowed by ruleset",
+                    3 => "network unreachable",
+                    4 => "host unreachable",
+                    5 => "connection refused",
+                    6 => "ttl expired",
+                    7 => "command not supported",
+                    8 => "address type not supported",
+                    _ => "unassigned reply code",
+                };
+                write!(f, "socks5 proxy refused the connection: {meaning} ({reply})")
+            }
+            ProxyError::SocksNoAcceptableMethod => {
+                f.write_str("socks5 proxy accepted none of the offered authentication methods")
+            }
+            ProxyError::SocksAuthFailed => f.write_str("socks5 proxy rejected the username and password"),
+            ProxyError::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for ProxyError {}
+
+impl From<ProxyError> for Error {
+    fn from(err: ProxyError) -> Error {
+        Error::Handshake(HandshakeError::Proxy(err))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -35,7 +35,7 @@
 //! | [`websocket`] | [`WebSocket`]: `Stream` + `Sink` of messages, pings, the close handshake; [`SplitSink`] / [`SplitStream`], its halves for concurrent tasks |
 //! | [`streaming`] | [`MessageReader`] / [`MessageWriter`]: one message as `AsyncRead` / `AsyncWrite` |
 //! | [`config`] | [`Config`]: limits, keepalive, timeouts, fragmentation, compression |
-//! | [`handshake`] | [`accept`], [`Acceptor`], [`connect`], [`ClientRequest`], [`client_handshake`], [`MaybeTlsStream`] |
+//! | [`handshake`] | [`accept`], [`Acceptor`], [`connect`], [`ClientRequest`], [`client_handshake`], [`MaybeTlsStream`]; [`Proxy`] (HTTP `CONNECT`, SOCKS5, the proxy environment variables) and redirects |
 //! | `deflate` | permessage-deflate (feature `deflate`, on by default): `DeflateConfig` |
 //! | `hyper` | upgrading a hyper 1.x request (feature `hyper`) |
 //! | `axum` | `WebSocketUpgrade`, the axum extractor, HTTP/1.1 and HTTP/2 (feature `axum`) |
@@ -45,7 +45,10 @@
 //! # Features
 //!
 //! - `deflate` (default): permessage-deflate, negotiated by both sides.
-//! - `rustls` (default): `wss://` in [`connect`], trusting the webpki roots.
+//! - `rustls` (default): `wss://` in [`connect`] (and `https://` proxies), trusting
+//!   the webpki roots.
+//! - `native-roots`: trust the operating system's certificate store as well (where
+//!   corporate CAs live), through `rustls-native-certs`.
 //! - `hyper`: `fastws::hyper::upgrade` for hyper 1.x servers.
 //! - `axum`: `fastws::axum::WebSocketUpgrade`, the extractor for axum routes, over
 //!   HTTP/1.1 and HTTP/2 (RFC 8441).
@@ -101,10 +104,11 @@ pub use codec::{Role, WsCodec};
 pub use config::Config;
 #[cfg(feature = "deflate")]
 pub use deflate::DeflateConfig;
-pub use error::{Error, HandshakeError, ProtocolError};
+pub use error::{Error, HandshakeError, ProtocolError, ProxyError};
 pub use frame::{CloseCode, Frame, OpCode};
 pub use handshake::client::MaybeTlsStream;
 pub use handshake::client::{ClientRequest, client_handshake, connect};
+pub use handshake::proxy::{Proxy, ProxyKind};
 pub use handshake::server::{Acceptor, Rejection, UpgradeRequest, UpgradeResponse, accept, accept_with};
 pub use message::{CloseFrame, Message, Utf8Bytes};
 pub use prepared::PreparedMessage;

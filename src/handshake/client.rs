@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
 
+use super::proxy::{self, Proxy, ProxyKind};
+use super::redirect;
 use super::{accept_key, header_has_token, header_map};
 use crate::codec::Role;
 use crate::config::Config;
@@ -29,6 +31,11 @@ const MAX_HEADERS: usize = 64;
 
 /// Connects to a `ws://` or `wss://` URL: resolves the host, opens TCP (with
 /// `TCP_NODELAY`), adds TLS for `wss://`, and runs the opening handshake.
+///
+/// The proxy variables of the environment apply (`HTTPS_PROXY`, `HTTP_PROXY`,
+/// `ALL_PROXY`, `NO_PROXY`, as curl reads them; see
+/// [`ClientRequest::proxy_from_env`]); [`ClientRequest::proxy`] names one instead
+/// and [`ClientRequest::no_proxy`] connects directly.
 ///
 /// Returns the WebSocket and the server's `101` response, whose headers carry the
 /// negotiated subprotocol (`Sec-WebSocket-Protocol`). Pass a [`ClientRequest`] to add
@@ -48,10 +55,13 @@ const MAX_HEADERS: usize = 64;
 ///
 /// Each failure is its own variant: [`Error::InvalidUrl`] (a bad URL or scheme),
 /// [`Error::Dns`], [`Error::Connect`] (for example, connection refused),
-/// [`Error::Tls`], [`HandshakeError::Timeout`] (the whole of it took longer than
-/// [`ClientRequest::timeout`]), [`HandshakeError::Refused`] (a status other than
-/// `101`, with the response) and [`HandshakeError::Invalid`] (a `101` that breaks
-/// RFC 6455 §4.1).
+/// [`Error::Tls`], [`HandshakeError::Timeout`] (the whole of it, proxy and
+/// redirects included, took longer than [`ClientRequest::timeout`]),
+/// [`HandshakeError::Refused`] (a status other than `101`, with the response),
+/// [`HandshakeError::Invalid`] (a `101` that breaks RFC 6455 §4.1),
+/// [`HandshakeError::Proxy`] (the proxy refused the tunnel) and
+/// [`HandshakeError::Redirect`] (a redirect not followed). Failing to reach a
+/// proxy is [`Error::Dns`] or [`Error::Connect`], naming the proxy.
 ///
 /// # Cancel safety
 ///
@@ -104,6 +114,19 @@ pub struct ClientRequest {
     pub(super) timeout: Duration,
     #[cfg(feature = "rustls")]
     pub(super) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    proxy: ProxyChoice,
+    max_redirects: usize,
+}
+
+/// Where a request's proxy comes from.
+#[derive(Debug, Clone)]
+enum ProxyChoice {
+    /// The environment's variables, read when connecting.
+    Environment,
+    /// This proxy, or the reason its URL was not one.
+    Explicit(Result<Proxy, String>),
+    /// None: connect directly.
+    Direct,
 }
 
 impl ClientRequest {
@@ -118,6 +141,8 @@ impl ClientRequest {
             timeout: Duration::from_secs(30),
             #[cfg(feature = "rustls")]
             tls: None,
+            proxy: ProxyChoice::Environment,
+            max_redirects: 0,
         }
     }
 
@@ -151,17 +176,73 @@ impl ClientRequest {
         self
     }
 
-    /// A bound on resolving, connecting, TLS and the handshake together (default 30 s).
+    /// A bound on resolving, connecting, the proxy's tunnel, TLS, the handshake and
+    /// any redirects together (default 30 s): a proxy that accepts and never
+    /// answers ends in [`HandshakeError::Timeout`].
     pub fn timeout(mut self, timeout: Duration) -> ClientRequest {
         self.timeout = timeout;
         self
     }
 
     /// The rustls configuration for `wss://` (for a private CA or client
-    /// certificates). By default, the Mozilla roots of `webpki-roots` are trusted.
+    /// certificates), and for the TLS to an `https://` proxy. By default, the
+    /// Mozilla roots of `webpki-roots` are trusted, and with the `native-roots`
+    /// feature the operating system's store as well.
     #[cfg(feature = "rustls")]
     pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> ClientRequest {
         self.tls = Some(config);
+        self
+    }
+
+    /// Connects through this proxy, whatever the environment says: `http://`,
+    /// `https://`, `socks5://` or `socks5h://`, with `user:password@` for
+    /// credentials (see [`Proxy`]). A malformed URL is reported when connecting, as
+    /// [`Error::InvalidUrl`].
+    ///
+    /// ```
+    /// let request = fastws::ClientRequest::new("wss://example.com/feed")
+    ///     .proxy("http://user:secret@proxy.corp.example:3128");
+    /// ```
+    pub fn proxy(mut self, url: &str) -> ClientRequest {
+        self.proxy = ProxyChoice::Explicit(Proxy::new(url).map_err(|err| err.to_string()));
+        self
+    }
+
+    /// Connects directly, whatever the environment says.
+    pub fn no_proxy(mut self) -> ClientRequest {
+        self.proxy = ProxyChoice::Direct;
+        self
+    }
+
+    /// Takes the proxy from the environment when connecting: the default. As curl:
+    ///
+    /// - `wss://` uses `https_proxy`, else `HTTPS_PROXY`; `ws://` uses
+    ///   `http_proxy`, else `HTTP_PROXY`; both fall back to `all_proxy`, else
+    ///   `ALL_PROXY`. Empty counts as unset; a value without a scheme is an HTTP
+    ///   proxy.
+    /// - `no_proxy` (else `NO_PROXY`) lists hosts reached directly, separated by
+    ///   commas or spaces: `*` for all; a name, covering its subdomains
+    ///   (`example.com` covers `api.example.com`, not `badexample.com`); an
+    ///   address, or a CIDR block (`10.0.0.0/8`, `fd00::/8`) for hosts written as
+    ///   addresses.
+    /// - Loopback is not exempt: list `localhost,127.0.0.1` in `NO_PROXY` to reach
+    ///   local servers directly while a proxy is set (Go's `net/http` exempts them
+    ///   silently; curl does not).
+    pub fn proxy_from_env(mut self) -> ClientRequest {
+        self.proxy = ProxyChoice::Environment;
+        self
+    }
+
+    /// Follows up to `max` redirects (301, 302, 307 and 308 answers with a
+    /// `Location`) instead of failing with [`HandshakeError::Refused`]; 0, the
+    /// default, follows none. Each hop opens a new connection (the proxy rules
+    /// apply to the new host). An `http://` or `https://` location is taken as
+    /// `ws://` or `wss://`. Never followed, as [`HandshakeError::Redirect`]: one
+    /// more than `max`, a location that is not a WebSocket URL, and `wss://` to
+    /// `ws://`. To another origin (scheme, host or port), the request's
+    /// `Authorization` and `Cookie` headers are not sent.
+    pub fn follow_redirects(mut self, max: usize) -> ClientRequest {
+        self.max_redirects = max;
         self
     }
 
@@ -170,15 +251,94 @@ impl ClientRequest {
     /// # Errors
     ///
     /// See [`connect`].
-    pub async fn connect(self) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
-        let url = self.url()?;
+    pub async fn connect(mut self) -> Result<(WebSocket<MaybeTlsStream>, Response<()>), Error> {
+        let mut url = self.url()?;
         tokio::time::timeout(self.timeout, async {
-            let tcp = open_tcp(&url).await?;
-            let stream = self.secure(tcp, &url).await?;
-            self.handshake(stream, &url).await
+            let mut redirects = 0;
+            loop {
+                let stream = self.open(&url, None).await?;
+                let refused = match self.handshake(stream, &url).await {
+                    Err(Error::Handshake(HandshakeError::Refused(response)))
+                        if redirect::is_redirect(&response) =>
+                    {
+                        response
+                    }
+                    done => return done,
+                };
+                if self.max_redirects == 0 {
+                    return Err(HandshakeError::Refused(refused).into());
+                }
+                let next = redirect::next_url(&url, &refused)?;
+                if redirects == self.max_redirects {
+                    return Err(redirect::refusal(&next, "too many redirects").into());
+                }
+                redirects += 1;
+                if !redirect::same_origin(&url, &next) {
+                    self.headers.remove(header::AUTHORIZATION);
+                    self.headers.remove(header::COOKIE);
+                }
+                url = next;
+            }
         })
         .await
         .map_err(|_| HandshakeError::Timeout)?
+    }
+
+    /// The transport to the server of `url`: TCP to it or to the proxy, the
+    /// proxy's tunnel, and TLS for `wss://` (asking for `alpn` if given).
+    pub(super) async fn open(&self, url: &Url, alpn: Option<&'static [u8]>) -> Result<MaybeTlsStream, Error> {
+        let Some(proxy) = self.proxy_for(url)? else {
+            let tcp = open_tcp(url).await?;
+            return self.secure(tcp, url, alpn).await;
+        };
+        let mut tcp = open_tcp_to_proxy(&proxy).await?;
+        match proxy.kind() {
+            ProxyKind::Http => proxy::connect_tunnel(&mut tcp, &proxy, &proxy::authority(url)).await?,
+            ProxyKind::Socks5 | ProxyKind::Socks5h => proxy::socks5_tunnel(&mut tcp, &proxy, url).await?,
+            ProxyKind::Https => return self.through_https_proxy(tcp, &proxy, url, alpn).await,
+        }
+        self.secure(tcp, url, alpn).await
+    }
+
+    /// The proxy to reach `url` through, if any.
+    fn proxy_for(&self, url: &Url) -> Result<Option<Proxy>, Error> {
+        match &self.proxy {
+            ProxyChoice::Environment => Proxy::from_env_for(url),
+            ProxyChoice::Explicit(proxy) => proxy.clone().map(Some).map_err(Error::InvalidUrl),
+            ProxyChoice::Direct => Ok(None),
+        }
+    }
+
+    /// TLS to an `https://` proxy, `CONNECT` inside it, and TLS to a `wss://`
+    /// server inside that.
+    #[cfg(feature = "rustls")]
+    async fn through_https_proxy(
+        &self,
+        tcp: TcpStream,
+        proxy: &Proxy,
+        url: &Url,
+        alpn: Option<&'static [u8]>,
+    ) -> Result<MaybeTlsStream, Error> {
+        let mut to_proxy = self.tls_to(tcp, proxy.host(), Some(b"http/1.1")).await?;
+        proxy::connect_tunnel(&mut to_proxy, proxy, &proxy::authority(url)).await?;
+        if url.scheme() == "ws" {
+            return Ok(MaybeTlsStream::HttpsProxy(to_proxy));
+        }
+        let to_server = self.tls_to(*to_proxy, &host_name(url), alpn).await?;
+        Ok(MaybeTlsStream::RustlsInHttpsProxy(to_server))
+    }
+
+    #[cfg(not(feature = "rustls"))]
+    async fn through_https_proxy(
+        &self,
+        _tcp: TcpStream,
+        _proxy: &Proxy,
+        _url: &Url,
+        _alpn: Option<&'static [u8]>,
+    ) -> Result<MaybeTlsStream, Error> {
+        Err(Error::Tls(std::io::Error::other(
+            "an https:// proxy needs the `rustls` feature of fastws",
+        )))
     }
 
     /// The URL, checked: `ws` or `wss`, with a host, without a fragment.
@@ -200,18 +360,8 @@ impl ClientRequest {
         Ok(url)
     }
 
-    /// Adds TLS for `wss://`.
-    async fn secure(&self, tcp: TcpStream, url: &Url) -> Result<MaybeTlsStream, Error> {
-        self.secure_with_alpn(tcp, url, None).await
-    }
-
-    /// Adds TLS for `wss://`, asking for HTTP/2 by ALPN (RFC 7301).
-    #[cfg(feature = "http2")]
-    pub(super) async fn secure_h2(&self, tcp: TcpStream, url: &Url) -> Result<MaybeTlsStream, Error> {
-        self.secure_with_alpn(tcp, url, Some(b"h2")).await
-    }
-
-    async fn secure_with_alpn(
+    /// Adds TLS for `wss://`, asking for `alpn` (RFC 7301) if given.
+    async fn secure(
         &self,
         tcp: TcpStream,
         url: &Url,
@@ -222,17 +372,9 @@ impl ClientRequest {
         }
         #[cfg(feature = "rustls")]
         {
-            let mut config = self.tls.clone().unwrap_or_else(default_tls_config);
-            if let Some(alpn) = alpn {
-                std::sync::Arc::make_mut(&mut config).alpn_protocols = vec![alpn.to_vec()];
-            }
-            let name = rustls::pki_types::ServerName::try_from(host_name(url))
-                .map_err(|err| Error::InvalidUrl(format!("{err}")))?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .map_err(Error::Tls)?;
-            Ok(MaybeTlsStream::Rustls(Box::new(tls)))
+            Ok(MaybeTlsStream::Rustls(
+                self.tls_to(tcp, &host_name(url), alpn).await?,
+            ))
         }
         #[cfg(not(feature = "rustls"))]
         {
@@ -241,6 +383,30 @@ impl ClientRequest {
                 "wss:// needs the `rustls` feature of fastws",
             )))
         }
+    }
+
+    /// TLS over `stream` to `host`, by the request's configuration.
+    #[cfg(feature = "rustls")]
+    async fn tls_to<S>(
+        &self,
+        stream: S,
+        host: &str,
+        alpn: Option<&'static [u8]>,
+    ) -> Result<Box<tokio_rustls::client::TlsStream<S>>, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut config = self.tls.clone().unwrap_or_else(default_tls_config);
+        if let Some(alpn) = alpn {
+            std::sync::Arc::make_mut(&mut config).alpn_protocols = vec![alpn.to_vec()];
+        }
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|err| Error::InvalidUrl(format!("{err}")))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .map_err(Error::Tls)?;
+        Ok(Box::new(tls))
     }
 
     /// Sends the upgrade request and validates the response.
@@ -407,9 +573,30 @@ pub(super) fn host_name(url: &Url) -> String {
 }
 
 /// Resolves the URL's host and connects to the first address that answers.
-pub(super) async fn open_tcp(url: &Url) -> Result<TcpStream, Error> {
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<_> = tokio::net::lookup_host((host_name(url).as_str(), port))
+async fn open_tcp(url: &Url) -> Result<TcpStream, Error> {
+    open_tcp_to(&host_name(url), url.port_or_known_default().unwrap_or(80)).await
+}
+
+/// Connects to the proxy; its failures name it.
+async fn open_tcp_to_proxy(proxy: &Proxy) -> Result<TcpStream, Error> {
+    let name = |err: std::io::Error| {
+        std::io::Error::new(
+            err.kind(),
+            format!("proxy {}:{}: {err}", proxy.host(), proxy.port()),
+        )
+    };
+    open_tcp_to(proxy.host(), proxy.port())
+        .await
+        .map_err(|err| match err {
+            Error::Dns(err) => Error::Dns(name(err)),
+            Error::Connect(err) => Error::Connect(name(err)),
+            other => other,
+        })
+}
+
+/// Resolves `host` and connects to the first of its addresses that answers.
+async fn open_tcp_to(host: &str, port: u16) -> Result<TcpStream, Error> {
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
         .await
         .map_err(Error::Dns)?
         .collect();
@@ -429,7 +616,9 @@ pub(super) async fn open_tcp(url: &Url) -> Result<TcpStream, Error> {
     Err(Error::Connect(last_error))
 }
 
-/// The default TLS configuration: ring, safe protocol versions, Mozilla's roots.
+/// The default TLS configuration: ring, safe protocol versions, Mozilla's roots,
+/// and with the `native-roots` feature the operating system's as well. Built once
+/// per process, on first use.
 #[cfg(feature = "rustls")]
 pub(super) fn default_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
     use std::sync::{Arc, OnceLock};
@@ -438,6 +627,8 @@ pub(super) fn default_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            #[cfg(feature = "native-roots")]
+            add_system_roots(&mut roots);
             let config = rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))
@@ -448,6 +639,16 @@ pub(super) fn default_tls_config() -> std::sync::Arc<rustls::ClientConfig> {
             Arc::new(config)
         })
         .clone()
+}
+
+/// Adds the operating system's trusted certificates (on Linux, the file and
+/// directory `SSL_CERT_FILE` and `SSL_CERT_DIR` name, else the distribution's
+/// bundle). A certificate that does not parse is skipped, as is a store that
+/// cannot be read: the webpki roots remain.
+#[cfg(feature = "native-roots")]
+fn add_system_roots(roots: &mut rustls::RootCertStore) {
+    let system = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(system.certs);
 }
 
 /// Parses a response head; `Ok(None)` while incomplete.

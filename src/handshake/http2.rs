@@ -37,7 +37,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::client::{ClientRequest, MaybeTlsStream, open_tcp};
+use super::client::ClientRequest;
 use crate::codec::Role;
 use crate::error::{Error, HandshakeError};
 use crate::websocket::WebSocket;
@@ -63,8 +63,9 @@ pub struct Http2Connection {
 impl Http2Connection {
     /// Connects to the host of `request`'s URL and speaks HTTP/2: over TLS with ALPN
     /// `h2` for `wss://` (the request's [`tls_config`](ClientRequest::tls_config),
-    /// else the webpki roots), cleartext with prior knowledge for `ws://`. Only the
-    /// URL's host, the TLS settings and the timeout are used here.
+    /// else the webpki roots), cleartext with prior knowledge for `ws://`, through
+    /// the request's proxy as [`connect`](crate::connect) would. Only the URL's
+    /// host, the proxy, the TLS settings and the timeout are used here.
     ///
     /// # Errors
     ///
@@ -75,21 +76,15 @@ impl Http2Connection {
         let request = request.into();
         let url = request.url()?;
         tokio::time::timeout(request.timeout, async {
-            let tcp = open_tcp(&url).await?;
-            match request.secure_h2(tcp, &url).await? {
-                MaybeTlsStream::Plain(tcp) => Http2Connection::handshake(tcp).await,
-                #[cfg(feature = "rustls")]
-                MaybeTlsStream::Rustls(tls) => {
-                    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-                        return Err(HandshakeError::Invalid {
-                            reason: "the server did not agree to HTTP/2 (ALPN h2)",
-                            status: None,
-                        }
-                        .into());
-                    }
-                    Http2Connection::handshake(tls).await
+            let stream = request.open(&url, Some(b"h2")).await?;
+            if url.scheme() == "wss" && stream.alpn_protocol() != Some(b"h2") {
+                return Err(HandshakeError::Invalid {
+                    reason: "the server did not agree to HTTP/2 (ALPN h2)",
+                    status: None,
                 }
+                .into());
             }
+            Http2Connection::handshake(stream).await
         })
         .await
         .map_err(|_| HandshakeError::Timeout)?

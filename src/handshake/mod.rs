@@ -1,6 +1,7 @@
 //! The opening handshake (RFC 6455 §4): the pieces both sides share.
 //!
-//! [`server`] upgrades an incoming HTTP/1.1 request; [`client`] sends one.
+//! [`server`] upgrades an incoming HTTP/1.1 request; [`client`] sends one, through
+//! a [`proxy`] when there is one, following redirects when asked.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -11,6 +12,8 @@ pub mod client;
 #[cfg(feature = "http2")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
 pub mod http2;
+pub mod proxy;
+mod redirect;
 pub mod server;
 mod tls_stream;
 
