@@ -1,18 +1,39 @@
 //! A small websocat: each line of stdin is sent as a text message, each message
 //! received is printed. End of input sends a close (1000) and waits for the server's.
 //!
-//! Usage: cargo run --example client -- ws://127.0.0.1:9001/   (wss:// works too)
+//! Usage: cargo run --example client -- [--proxy PROXY_URL] [WS_URL]
+//!        (WS_URL defaults to ws://127.0.0.1:9001/; wss:// works too)
+//!
+//! `--proxy` takes `http://`, `https://`, `socks5://` or `socks5h://`, with
+//! `user:password@` for credentials, and wins over the environment. Without it
+//! the proxy variables apply as curl reads them (`HTTPS_PROXY` for wss://,
+//! `HTTP_PROXY` for ws://, `ALL_PROXY`, `NO_PROXY`). Redirects are followed (up to 5).
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "ws://127.0.0.1:9001/".to_owned());
-    let (ws, response) = fastws::connect(url.as_str()).await?;
-    eprintln!("connected to {url} ({})", response.status());
+    let mut args = std::env::args().skip(1);
+    let mut proxy = None;
+    let mut url = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--proxy" => proxy = Some(args.next().ok_or("--proxy needs a URL")?),
+            _ if url.is_none() => url = Some(arg),
+            _ => return Err(format!("unexpected argument {arg:?}").into()),
+        }
+    }
+    let url = url.unwrap_or_else(|| "ws://127.0.0.1:9001/".to_owned());
+    let mut request = fastws::ClientRequest::new(&url).follow_redirects(5);
+    if let Some(proxy) = &proxy {
+        request = request.proxy(proxy);
+    }
+    let (ws, response) = request.connect().await?;
+    match &proxy {
+        Some(proxy) => eprintln!("connected to {url} through {proxy} ({})", response.status()),
+        None => eprintln!("connected to {url} ({})", response.status()),
+    }
     let (mut sink, mut stream) = ws.split();
 
     let printer = tokio::spawn(async move {
