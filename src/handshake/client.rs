@@ -75,7 +75,9 @@ pub async fn connect(
 
 /// Runs the client handshake over a stream the caller opened (a proxy tunnel, a
 /// Unix socket, an in-memory duplex). The request's URL supplies the `Host` header
-/// and the path; its scheme must still be `ws` or `wss`, but no TLS is added.
+/// and the path; its scheme must still be `ws` or `wss`, but no TLS is added, no
+/// proxy is used, and a redirect is returned as [`HandshakeError::Refused`] (the
+/// stream leads to one server only).
 ///
 /// # Errors
 ///
