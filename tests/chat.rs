@@ -1,10 +1,10 @@
-//! The chat example (`examples/chat.rs`), run in-process on 127.0.0.1: lines go to
+//! The chat example (`examples/chat/`), run in-process on 127.0.0.1: lines go to
 //! everyone else in the sender's room, in order, and to nobody outside it.
 
 mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/chat.rs"]
+#[path = "../examples/chat/main.rs"]
 mod chat;
 
 use std::net::SocketAddr;

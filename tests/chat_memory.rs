@@ -1,4 +1,4 @@
-//! A subscriber of the chat example (`examples/chat.rs`) that stops reading while
+//! A subscriber of the chat example (`examples/chat/`) that stops reading while
 //! a room floods: the server's heap stays bounded (the room's backlog and one
 //! write buffer, not the flood), the other subscribers get every line, and the
 //! slow one, when it reads again, is told how many lines it missed: each line is
@@ -8,7 +8,7 @@
 mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/chat.rs"]
+#[path = "../examples/chat/main.rs"]
 mod chat;
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The chat example (`examples/chat.rs`) as two servers joined through a real
+//! The chat example (`examples/chat/`) as two servers joined through a real
 //! `redis-server`, started here on a loopback port and stopped by PID: a line
 //! sent to one server reaches the room's subscribers on both, once each, and
 //! every subscriber sees a room's lines in the same order.
@@ -9,63 +9,19 @@
 mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/chat.rs"]
+#[path = "../examples/chat/main.rs"]
 mod chat;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::chat::{PROBE, next_line, until_subscribed};
+use common::chat::{PROBE, Redis, next_line, until_subscribed};
 use common::within;
 use fastws::{MaybeTlsStream, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 type Client = WebSocket<MaybeTlsStream>;
-
-/// A `redis-server` of this test's own, killed when dropped.
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!("cannot start redis-server ({err}): install it (Debian: apt-get install redis-server)")
-            });
-        let redis = Redis {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-        };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        redis
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn chat_server(redis: &Redis) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
