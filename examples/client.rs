@@ -30,10 +30,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         request = request.proxy(proxy);
     }
     let (ws, response) = request.connect().await?;
-    match &proxy {
-        Some(proxy) => eprintln!("connected to {url} through {proxy} ({})", response.status()),
-        None => eprintln!("connected to {url} ({})", response.status()),
-    }
+    // The proxy's host and port only: its URL may hold a password.
+    let via = match proxy.as_deref().map(fastws::Proxy::new) {
+        Some(Ok(proxy)) => format!(" through {}:{}", proxy.host(), proxy.port()),
+        _ => String::new(),
+    };
+    eprintln!("connected to {url}{via} ({})", response.status());
     let (mut sink, mut stream) = ws.split();
 
     let printer = tokio::spawn(async move {

@@ -433,14 +433,14 @@ impl HandshakeError {
         }
     }
 
-    /// The HTTP status involved: the one a server sent, if any.
+    /// The HTTP status involved: the one a server sent, if any. A proxy's status
+    /// is not the server's: see [`ProxyError::status`].
     pub fn status(&self) -> Option<u16> {
         match self {
             HandshakeError::Invalid { status, .. } => *status,
             HandshakeError::Rejected { status } => Some(*status),
             HandshakeError::Refused(response) => Some(response.status().as_u16()),
             HandshakeError::TooLarge => Some(431),
-            HandshakeError::Proxy(ProxyError::Refused { status }) => Some(*status),
             _ => None,
         }
     }
@@ -499,8 +499,20 @@ pub enum ProxyError {
     SocksNoAcceptableMethod,
     /// The SOCKS5 proxy rejected the username and password (RFC 1929).
     SocksAuthFailed,
+    /// The proxy closed the connection before the tunnel was open.
+    Closed,
     /// The proxy's answer broke its protocol.
     Invalid(&'static str),
+}
+
+impl ProxyError {
+    /// The HTTP status an HTTP proxy refused the tunnel with, if that is the error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ProxyError::Refused { status } => Some(*status),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ProxyError {
@@ -525,6 +537,7 @@ impl fmt::Display for ProxyError {
                 f.write_str("socks5 proxy accepted none of the offered authentication methods")
             }
             ProxyError::SocksAuthFailed => f.write_str("socks5 proxy rejected the username and password"),
+            ProxyError::Closed => f.write_str("proxy closed the connection before the tunnel was open"),
             ProxyError::Invalid(reason) => f.write_str(reason),
         }
     }

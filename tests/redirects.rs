@@ -148,6 +148,35 @@ async fn same_origin_redirects_keep_credentials_and_other_hosts_do_not_get_them(
 }
 
 #[tokio::test]
+async fn a_redirect_with_a_chunked_body_on_a_kept_connection_is_followed_at_once() {
+    let (echo, _) = recording_echo().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            read_head(&mut tcp).await;
+            let answer = format!(
+                "HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:{echo}/\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n5\r\nmoved\r\n"
+            );
+            let _ = tcp.write_all(answer.as_bytes()).await;
+            // Neither the last chunk nor a close: a keep-alive server between bodies.
+            held.push(tcp);
+        }
+    });
+    let request = ClientRequest::new(format!("ws://127.0.0.1:{port}/"))
+        .no_proxy()
+        .follow_redirects(1)
+        .timeout(std::time::Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    let (mut ws, _) = fastws::connect(request).await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    ws.send(fastws::Message::text("followed")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().as_text(), Some("followed"));
+}
+
+#[tokio::test]
 async fn a_redirect_loop_stops_at_the_bound() {
     let (port, heads) = redirector(302, |port, _| format!("ws://127.0.0.1:{port}/again")).await;
     let request = ClientRequest::new(format!("ws://127.0.0.1:{port}/"))

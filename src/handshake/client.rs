@@ -206,7 +206,10 @@ impl ClientRequest {
     ///     .proxy("http://user:secret@proxy.corp.example:3128");
     /// ```
     pub fn proxy(mut self, url: &str) -> ClientRequest {
-        self.proxy = ProxyChoice::Explicit(Proxy::new(url).map_err(|err| err.to_string()));
+        self.proxy = ProxyChoice::Explicit(Proxy::new(url).map_err(|err| match err {
+            Error::InvalidUrl(reason) => reason,
+            other => other.to_string(),
+        }));
         self
     }
 
@@ -219,9 +222,11 @@ impl ClientRequest {
     /// Takes the proxy from the environment when connecting: the default. As curl:
     ///
     /// - `wss://` uses `https_proxy`, else `HTTPS_PROXY`; `ws://` uses
-    ///   `http_proxy`, else `HTTP_PROXY`; both fall back to `all_proxy`, else
-    ///   `ALL_PROXY`. Empty counts as unset; a value without a scheme is an HTTP
-    ///   proxy.
+    ///   `http_proxy`, else `HTTP_PROXY` (not in a CGI program, where
+    ///   `REQUEST_METHOD` is set and a request's `Proxy:` header becomes
+    ///   `HTTP_PROXY`: curl never reads it, Go not in CGI); both fall back to
+    ///   `all_proxy`, else `ALL_PROXY`. Empty counts as unset; a value without a
+    ///   scheme is an HTTP proxy.
     /// - `no_proxy` (else `NO_PROXY`) lists hosts reached directly, separated by
     ///   commas or spaces: `*` for all; a name, covering its subdomains
     ///   (`example.com` covers `api.example.com`, not `badexample.com`); an
@@ -242,7 +247,9 @@ impl ClientRequest {
     /// `ws://` or `wss://`. Never followed, as [`HandshakeError::Redirect`]: one
     /// more than `max`, a location that is not a WebSocket URL, and `wss://` to
     /// `ws://`. To another origin (scheme, host or port), the request's
-    /// `Authorization` and `Cookie` headers are not sent.
+    /// `Authorization` and `Cookie` headers are not sent; other headers (and the
+    /// subprotocols offered) are, so keep credentials out of custom headers when
+    /// following redirects to hosts you do not trust.
     pub fn follow_redirects(mut self, max: usize) -> ClientRequest {
         self.max_redirects = max;
         self
@@ -261,7 +268,7 @@ impl ClientRequest {
                 let stream = self.open(&url, None).await?;
                 let refused = match self.handshake(stream, &url).await {
                     Err(Error::Handshake(HandshakeError::Refused(response)))
-                        if redirect::is_redirect(&response) =>
+                        if redirect::is_redirect(response.status()) =>
                     {
                         response
                     }
@@ -434,7 +441,11 @@ impl ClientRequest {
         };
         let leftover = BytesMut::from(&buf[head_len..]);
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            let body = read_refusal_body(&mut stream, response.headers(), leftover).await;
+            let body = match self.max_redirects > 0 && redirect::is_redirect(response.status()) {
+                // To be followed: its body is of no use, and waiting for it could stall.
+                true => leftover.freeze(),
+                false => read_refusal_body(&mut stream, response.headers(), leftover).await,
+            };
             let (parts, ()) = response.into_parts();
             return Err(HandshakeError::Refused(Box::new(Response::from_parts(parts, body))).into());
         }
@@ -472,7 +483,12 @@ impl ClientRequest {
             request.put_slice(self.protocols.join(", ").as_bytes());
             request.put_slice(b"\r\n");
         }
-        for (name, value) in &self.headers {
+        // Proxy credentials are for the proxy's CONNECT, never for the server.
+        for (name, value) in self
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != header::PROXY_AUTHORIZATION)
+        {
             request.put_slice(name.as_str().as_bytes());
             request.put_slice(b": ");
             request.put_slice(value.as_bytes());
@@ -675,7 +691,8 @@ fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, Handshake
 }
 
 /// Reads the body of a refusal, at most [`MAX_REFUSAL_BODY`] bytes: the
-/// `Content-Length` if given, otherwise until EOF. A read error ends the body early.
+/// `Content-Length` if given, a chunked body (kept as sent) up to its last chunk,
+/// otherwise until EOF. A read error ends the body early.
 async fn read_refusal_body<S: AsyncRead + Unpin>(
     stream: &mut S,
     headers: &HeaderMap,
@@ -685,7 +702,10 @@ async fn read_refusal_body<S: AsyncRead + Unpin>(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
     let limit = length.unwrap_or(usize::MAX).min(MAX_REFUSAL_BODY);
-    while body.len() < limit {
+    let chunked = length.is_none() && header_has_token(headers, header::TRANSFER_ENCODING, "chunked");
+    let complete =
+        |body: &BytesMut| chunked && (body.starts_with(b"0\r\n\r\n") || body.ends_with(b"\r\n0\r\n\r\n"));
+    while body.len() < limit && !complete(&body) {
         body.reserve((limit - body.len()).min(8 * 1024));
         match stream.read_buf(&mut body).await {
             Ok(0) | Err(_) => break,
@@ -705,13 +725,18 @@ mod tests {
         let request = ClientRequest::new("ws://example.com:8080/chat?room=1")
             .protocol("a")
             .protocol("b")
-            .header("authorization", "Bearer x");
+            .header("authorization", "Bearer x")
+            .header("proxy-authorization", "Basic for-the-proxy");
         let url = request.url().unwrap();
         let head = request.encode_request(&url, "dGhlIHNhbXBsZSBub25jZQ==");
         let head = std::str::from_utf8(&head).unwrap();
         assert!(head.starts_with("GET /chat?room=1 HTTP/1.1\r\nHost: example.com:8080\r\n"));
         assert!(head.contains("Sec-WebSocket-Protocol: a, b\r\n"));
         assert!(head.contains("authorization: Bearer x\r\n"));
+        assert!(
+            !head.contains("for-the-proxy"),
+            "proxy credentials never reach the server"
+        );
         assert!(head.ends_with("\r\n\r\n"));
     }
 

@@ -130,15 +130,18 @@ pub fn microsocks(credentials: Option<(&str, &str)>) -> Daemon {
     daemon
 }
 
-/// A private CA, a certificate it issued for `localhost` and `127.0.0.1`, and the
-/// TLS configurations of both ends.
+/// A private CA, two certificates it issued, and the TLS configurations of both
+/// ends. The server's certificate names `localhost` only and the proxy's
+/// `127.0.0.1` only, so a TLS name mixed up between the two fails.
 pub struct Pki {
     /// The CA's certificate, PEM.
     pub ca_pem: String,
     /// A client configuration trusting the CA only.
     pub client: Arc<rustls::ClientConfig>,
-    /// A server configuration with the issued certificate.
+    /// A server configuration with the certificate for `localhost`.
     pub server: Arc<rustls::ServerConfig>,
+    /// A server configuration with the certificate for `127.0.0.1`.
+    pub proxy: Arc<rustls::ServerConfig>,
 }
 
 pub fn pki() -> Pki {
@@ -149,20 +152,23 @@ pub fn pki() -> Pki {
         .distinguished_name
         .push(rcgen::DnType::CommonName, "fastws test CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
-        .unwrap();
+    let issue = |name: &str| {
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
+            .unwrap();
+        Arc::new(config)
+    };
+    let (server, proxy) = (issue("localhost"), issue("127.0.0.1"));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der().clone()).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(provider)
@@ -173,7 +179,8 @@ pub fn pki() -> Pki {
     Pki {
         ca_pem: ca.pem(),
         client: Arc::new(client),
-        server: Arc::new(server),
+        server,
+        proxy,
     }
 }
 
@@ -219,11 +226,11 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(stream: S
 }
 
 /// A TLS front for a plain proxy on `backend`: an `https://` proxy on the port it
-/// returns, with the PKI's certificate.
+/// returns, with the PKI's certificate for `127.0.0.1`.
 pub async fn tls_front(pki: &Pki, backend: u16) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.proxy.clone());
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();

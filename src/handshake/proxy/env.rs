@@ -2,12 +2,15 @@
 //!
 //! - `wss://` takes `https_proxy`, else `HTTPS_PROXY`; `ws://` takes `http_proxy`,
 //!   else `HTTP_PROXY`; either falls back to `all_proxy`, else `ALL_PROXY`. An empty
-//!   value counts as unset.
+//!   value counts as unset. curl never reads upper-case `HTTP_PROXY`, because a CGI
+//!   program gets it from a request's `Proxy:` header ("httpoxy"); here, as in Go,
+//!   it is read except when `REQUEST_METHOD` says the process is a CGI program.
 //! - `no_proxy` (else `NO_PROXY`) lists hosts reached directly, separated by commas
 //!   or spaces: `*` for every host; a name, which also covers its subdomains (a
 //!   leading `.` or `*.` changes nothing); an IP address, or a CIDR block such as
 //!   `10.0.0.0/8` or `fd00::/8`, matched against a host written as an address (names
-//!   are not resolved for this). A `:port` after a name is ignored.
+//!   are not resolved for this, and name entries never match an address). A
+//!   `:port` after a name is ignored: the entry covers every port.
 //! - As in curl, and unlike Go, `localhost` and loopback addresses are not exempt
 //!   unless `NO_PROXY` lists them.
 
@@ -19,7 +22,8 @@ use super::Proxy;
 use crate::error::Error;
 
 /// The proxy variables of one environment.
-#[derive(Debug, Clone, Default)]
+/// Not `Debug`: the values may hold credentials.
+#[derive(Clone, Default)]
 pub(crate) struct ProxyEnv {
     http: Option<(&'static str, String)>,
     https: Option<(&'static str, String)>,
@@ -35,18 +39,22 @@ impl ProxyEnv {
 
     /// The variables `lookup` returns, lower-case names taking precedence.
     pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> ProxyEnv {
-        let first = |names: [&'static str; 2]| {
-            names.into_iter().find_map(|name| {
+        let first = |names: &[&'static str]| {
+            names.iter().copied().find_map(|name| {
                 lookup(name)
                     .filter(|value| !value.trim().is_empty())
                     .map(|value| (name, value))
             })
         };
+        let cgi = lookup("REQUEST_METHOD").is_some();
         ProxyEnv {
-            http: first(["http_proxy", "HTTP_PROXY"]),
-            https: first(["https_proxy", "HTTPS_PROXY"]),
-            all: first(["all_proxy", "ALL_PROXY"]),
-            no_proxy: first(["no_proxy", "NO_PROXY"]).map(|(_, value)| value),
+            http: match cgi {
+                true => first(&["http_proxy"]),
+                false => first(&["http_proxy", "HTTP_PROXY"]),
+            },
+            https: first(&["https_proxy", "HTTPS_PROXY"]),
+            all: first(&["all_proxy", "ALL_PROXY"]),
+            no_proxy: first(&["no_proxy", "NO_PROXY"]).map(|(_, value)| value),
         }
     }
 
@@ -87,6 +95,10 @@ pub(crate) fn no_proxy_matches(list: &str, host: &str) -> bool {
             }
             if let Some(block) = parse_block(entry) {
                 return host_ip.is_some_and(|ip| block.contains(ip));
+            }
+            if host_ip.is_some() {
+                // `168.1.7` is not a domain that `192.168.1.7` is under.
+                return false;
             }
             let name = entry.trim_start_matches("*.").trim_start_matches('.');
             let name = name.split_once(':').map_or(name, |(name, _port)| name);
@@ -227,6 +239,9 @@ mod tests {
         ] {
             assert!(!no_proxy_matches(list, host), "{host}");
         }
+        for host in ["10.0.0.1", "192.168.1.7"] {
+            assert!(!no_proxy_matches("0.1,168.1.7,1.7", host), "{host}");
+        }
         assert!(no_proxy_matches("0.0.0.0/0", "203.0.113.9"));
         assert!(!no_proxy_matches("10.0.0.0/33", "10.0.0.1"));
     }
@@ -239,6 +254,16 @@ mod tests {
         let listed = env(&[("HTTP_PROXY", "http://p:1"), ("NO_PROXY", "127.0.0.1,localhost")]);
         assert_eq!(proxy_host(&listed, "ws://127.0.0.1:9001/"), None);
         assert_eq!(proxy_host(&listed, "ws://localhost:9001/"), None);
+    }
+
+    #[test]
+    fn upper_case_http_proxy_is_not_read_by_a_cgi_program() {
+        let plain = env(&[("HTTP_PROXY", "http://h:1")]);
+        assert_eq!(proxy_host(&plain, "ws://example.com/").as_deref(), Some("h:1"));
+        let cgi = env(&[("HTTP_PROXY", "http://attacker:1"), ("REQUEST_METHOD", "GET")]);
+        assert_eq!(proxy_host(&cgi, "ws://example.com/"), None);
+        let cgi = env(&[("http_proxy", "http://h:1"), ("REQUEST_METHOD", "GET")]);
+        assert_eq!(proxy_host(&cgi, "ws://example.com/").as_deref(), Some("h:1"));
     }
 
     #[test]

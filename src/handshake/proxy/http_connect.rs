@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Proxy;
-use crate::error::{Error, HandshakeError, ProxyError};
+use crate::error::{Error, ProxyError};
 
 /// The largest `CONNECT` response head accepted.
 const MAX_CONNECT_HEAD: usize = 16 * 1024;
@@ -16,7 +16,7 @@ const MAX_CONNECT_HEAD: usize = 16 * 1024;
 ///
 /// [`ProxyError::Refused`] with the proxy's status for any other answer,
 /// [`ProxyError::Invalid`] for an answer that is not HTTP or bytes sent after it,
-/// [`HandshakeError::UnexpectedEof`] when the proxy closes the connection first.
+/// [`ProxyError::Closed`] when the proxy closes the connection first.
 pub(in crate::handshake) async fn connect_tunnel<S>(
     stream: &mut S,
     proxy: &Proxy,
@@ -35,7 +35,7 @@ where
             return Err(ProxyError::Invalid("proxy's CONNECT answer exceeds 16 KiB").into());
         }
         if stream.read_buf(&mut head).await? == 0 {
-            return Err(HandshakeError::UnexpectedEof.into());
+            return Err(ProxyError::Closed.into());
         }
         if let Some(status) = parse_answer(&head)? {
             return match status {

@@ -1,7 +1,7 @@
 //! Reaching the server through a proxy: HTTP `CONNECT` (through an `http://` or
 //! `https://` proxy) and SOCKS5, chosen explicitly on a
 //! [`ClientRequest`](crate::ClientRequest) or taken from the environment as curl
-//! does ([`env`]).
+//! does (see [`ClientRequest::proxy_from_env`](crate::ClientRequest::proxy_from_env)).
 
 use std::fmt;
 
@@ -69,7 +69,7 @@ impl Proxy {
     /// [`Error::InvalidUrl`] for a malformed URL, an unknown scheme, a missing host,
     /// or SOCKS5 credentials longer than the 255 bytes RFC 1929 allows.
     pub fn new(url: &str) -> Result<Proxy, Error> {
-        let invalid = |why: &str| Error::InvalidUrl(format!("proxy {url:?}: {why}"));
+        let invalid = |why: &str| Error::InvalidUrl(format!("proxy {:?}: {why}", redacted(url)));
         let with_scheme = match url.contains("://") {
             true => url.to_owned(),
             false => format!("http://{url}"),
@@ -97,6 +97,13 @@ impl Proxy {
             ("", None) => None,
             (user, password) => Some((decode(user)?, decode(password.unwrap_or(""))?)),
         };
+        if let Some((user, _)) = &credentials
+            && matches!(kind, ProxyKind::Http | ProxyKind::Https)
+            && user.contains(':')
+        {
+            // RFC 7617 §2: the user-id of Basic credentials cannot hold a colon.
+            return Err(invalid("a basic auth username cannot contain ':'"));
+        }
         if let Some((user, password)) = &credentials
             && matches!(kind, ProxyKind::Socks5 | ProxyKind::Socks5h)
             && (user.len() > 255 || password.len() > 255 || user.is_empty())
@@ -167,6 +174,21 @@ impl fmt::Debug for Proxy {
     }
 }
 
+/// A proxy URL as errors may show it: any credentials replaced by `***`.
+fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let prefix = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{prefix}***@{}", &rest[at + 1..])
+}
+
 /// The port written in the URL. `Url::port` hides a port equal to the scheme's
 /// default (`http://proxy:80`), which is not a proxy's default (1080).
 fn explicit_port(text: &str, parsed: &Url) -> Option<u16> {
@@ -222,14 +244,14 @@ mod tests {
         assert_eq!(Proxy::new("https://[::1]:443/").unwrap().port(), 443);
         assert_eq!(http.basic_authorization(), None);
 
-        let https = Proxy::new("https://u%3Ax:p%40ss@[::1]").unwrap();
+        let https = Proxy::new("https://u%40x:p%3Ass@[::1]").unwrap();
         assert_eq!(
             (https.kind(), https.host(), https.port()),
             (ProxyKind::Https, "::1", 443)
         );
-        assert_eq!(https.credentials(), Some(("u:x", "p@ss")));
-        // base64("u:x:p@ss")
-        assert_eq!(https.basic_authorization().as_deref(), Some("Basic dTp4OnBAc3M="));
+        assert_eq!(https.credentials(), Some(("u@x", "p:ss")));
+        // base64("u@x:p:ss")
+        assert_eq!(https.basic_authorization().as_deref(), Some("Basic dUB4OnA6c3M="));
 
         let socks = Proxy::new("socks5://127.0.0.1").unwrap();
         assert_eq!((socks.kind(), socks.port()), (ProxyKind::Socks5, 1080));
@@ -245,9 +267,24 @@ mod tests {
             "http://a:%zz@proxy".to_owned(),
             format!("socks5://{long}:p@proxy"),
             "socks5://:p@proxy".to_owned(),
+            "http://a%3Ab:p@proxy".to_owned(),
         ] {
             assert!(matches!(Proxy::new(&bad), Err(Error::InvalidUrl(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn errors_never_show_the_password() {
+        for bad in [
+            "http://alice:s3cret@proxy:99999",
+            "alice:s3cret@proxy:99999/path@x",
+            "gopher://alice:s3cret@proxy",
+        ] {
+            let err = Proxy::new(bad).unwrap_err().to_string();
+            assert!(!err.contains("s3cret") && err.contains("***@proxy"), "{err}");
+        }
+        let request = crate::ClientRequest::new("ws://x/").proxy("http://alice:s3cret@proxy:99999");
+        assert!(!format!("{request:?}").contains("s3cret"));
     }
 
     #[test]

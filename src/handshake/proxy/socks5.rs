@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use url::Url;
 
 use super::{Proxy, ProxyKind};
-use crate::error::{Error, HandshakeError, ProxyError};
+use crate::error::{Error, ProxyError};
 
 const VERSION: u8 = 5;
 const NO_AUTHENTICATION: u8 = 0x00;
@@ -146,13 +146,11 @@ async fn read_array<S: AsyncRead + Unpin, const N: usize>(stream: &mut S) -> Res
     Ok(bytes)
 }
 
-/// `read_exact`, with an early end of the stream reported as a handshake error.
+/// `read_exact`, with an early end of the stream reported as the proxy's.
 async fn read_exact<S: AsyncRead + Unpin>(stream: &mut S, bytes: &mut [u8]) -> Result<(), Error> {
     match stream.read_exact(bytes).await {
         Ok(_) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err(HandshakeError::UnexpectedEof.into())
-        }
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => Err(ProxyError::Closed.into()),
         Err(err) => Err(err.into()),
     }
 }
@@ -162,6 +160,7 @@ mod tests {
     use tokio::io::duplex;
 
     use super::*;
+    use crate::error::HandshakeError;
 
     /// Runs the tunnel against a scripted proxy: what the client sends is
     /// returned; the proxy answers `answers` in turn, each after one read.
@@ -217,6 +216,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn socks5_resolves_a_name_here_and_sends_the_address() {
+        let (result, seen) = exchange(
+            "socks5://127.0.0.1:1",
+            "ws://localhost:9001/",
+            &[&[5, 0], SUCCESS_V4],
+        )
+        .await;
+        result.unwrap();
+        let mut expected = vec![5, 1, 0, 5, 1, 0, IPV4, 127, 0, 0, 1];
+        expected.extend_from_slice(&9001u16.to_be_bytes());
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
     async fn refusals_are_distinct_errors() {
         let proxy_error = |result: Result<(), Error>| match result {
             Err(Error::Handshake(HandshakeError::Proxy(err))) => err,
@@ -239,7 +252,10 @@ mod tests {
         assert!(matches!(proxy_error(result), ProxyError::Invalid(_)));
         let (result, _) = exchange("socks5h://127.0.0.1:1", "ws://x/", &[&[5, 0], &[5, 0, 0]]).await;
         assert!(
-            matches!(result, Err(Error::Handshake(HandshakeError::UnexpectedEof))),
+            matches!(
+                result,
+                Err(Error::Handshake(HandshakeError::Proxy(ProxyError::Closed)))
+            ),
             "{result:?}"
         );
     }
