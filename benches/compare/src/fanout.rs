@@ -11,9 +11,23 @@
 //! sends each one with `send` (a flush per message). fastws, as its chat example:
 //! a [`fastws::PreparedMessage`] made once per message, and a writer that feeds
 //! what is already waiting before it flushes once. `fastws_send` is fastws in the
-//! peers' pattern, a `Message` clone sent per subscriber.
+//! peers' pattern, a `Message` clone sent per subscriber. fastwebsockets, which
+//! has no `Stream`/`Sink`, as its `echo_server_split.rs`: a hyper upgrade, the
+//! socket split, and a writer task that `write_frame`s every message it receives.
+//!
+//! Two more servers speak the same protocol outside this crate, each in its own
+//! language's documented pattern: `go/fanout_gorilla` (gorilla/websocket's
+//! `PreparedMessage`) and `node/fanout_ws.mjs` (the broadcast loop of ws's
+//! README). `fanout.sh` runs them beside `fanout_server`.
 
+use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
@@ -32,6 +46,7 @@ pub const NAMES: &[&str] = &[
     "fastws_send",
     "tungstenite",
     "tokio_websockets",
+    "fastwebsockets",
 ];
 
 /// Messages of 16 bytes are binary: the sequence number and the send time.
@@ -119,6 +134,7 @@ pub async fn serve(name: &str, listener: tokio::net::TcpListener, deflate: bool)
     let tungstenite_channel =
         broadcast::channel::<Published<tokio_tungstenite::tungstenite::Message>>(CHANNEL).0;
     let tws_channel = broadcast::channel::<Published<tokio_websockets::Message>>(CHANNEL).0;
+    let fwss_channel = broadcast::channel::<Published<FastwebsocketsMessage>>(CHANNEL).0;
     for id in 0u64.. {
         let (tcp, _) = listener.accept().await?;
         tcp.set_nodelay(true)?;
@@ -148,6 +164,20 @@ pub async fn serve(name: &str, listener: tokio::net::TcpListener, deflate: bool)
                     if let Ok((_, ws)) = tokio_websockets::ServerBuilder::new().accept(tcp).await {
                         hub(ws, id, channel, |m| m.is_text() || m.is_binary()).await;
                     }
+                });
+            }
+            "fastwebsockets" => {
+                if deflate {
+                    return Err(std::io::Error::other("fastwebsockets has no permessage-deflate"));
+                }
+                let channel = fwss_channel.clone();
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request| fastwebsockets_upgrade(request, id, channel.clone()));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .with_upgrades()
+                        .await;
                 });
             }
             other => return Err(std::io::Error::other(format!("no fan-out server {other:?}"))),
@@ -217,6 +247,82 @@ async fn fastws_prepared(
         }
     }
     writer.abort();
+}
+
+/// A data message as the fastwebsockets server shares it: its opcode and payload.
+type FastwebsocketsMessage = (fastwebsockets::OpCode, Bytes);
+
+/// fastwebsockets's upgrade (its `upgrade` feature, through hyper). The
+/// connection joins the broadcast before the 101 goes out, so it misses nothing
+/// published after its upgrade.
+async fn fastwebsockets_upgrade(
+    mut request: Request<Incoming>,
+    id: u64,
+    channel: broadcast::Sender<Published<FastwebsocketsMessage>>,
+) -> Result<Response<Empty<Bytes>>, fastwebsockets::WebSocketError> {
+    let (response, upgrade) = fastwebsockets::upgrade::upgrade(&mut request)?;
+    let received = channel.subscribe();
+    tokio::spawn(tokio::task::unconstrained(async move {
+        if let Err(err) = fastwebsockets_connection(upgrade, id, channel, received).await {
+            eprintln!("connection {id}: {err}");
+        }
+    }));
+    Ok(response)
+}
+
+/// fastwebsockets as its `echo_server_split.rs`: the socket split with
+/// `tokio::io::split`, a `FragmentCollectorRead` for whole messages, and here a
+/// writer task that `write_frame`s every other connection's message (one write
+/// per message and subscriber).
+async fn fastwebsockets_connection(
+    upgrade: fastwebsockets::upgrade::UpgradeFut,
+    id: u64,
+    channel: broadcast::Sender<Published<FastwebsocketsMessage>>,
+    mut received: broadcast::Receiver<Published<FastwebsocketsMessage>>,
+) -> Result<(), fastwebsockets::WebSocketError> {
+    use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+
+    let (rx, mut tx) = upgrade.await?.split(tokio::io::split);
+    let mut rx = fastwebsockets::FragmentCollectorRead::new(rx);
+    let writer = tokio::spawn(tokio::task::unconstrained(async move {
+        loop {
+            match received.recv().await {
+                Ok((from, _)) if from == id => {}
+                Ok((_, (opcode, payload))) => {
+                    let frame = Frame::new(true, opcode, None, Payload::Borrowed(&payload));
+                    if tx.write_frame(frame).await.is_err() {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                    eprintln!("connection {id}: {skipped} messages skipped");
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }));
+    loop {
+        // The replies the read half owes (pong, close echo) would go to the
+        // writer; the load side's subscribers neither ping nor close, so none
+        // arises, and this drops them.
+        let frame = rx
+            .read_frame::<_, WebSocketError>(&mut |_| async { Ok(()) })
+            .await;
+        let Ok(frame) = frame else { break };
+        match frame.opcode {
+            OpCode::Close => break,
+            OpCode::Text | OpCode::Binary => {
+                let payload = match frame.payload {
+                    Payload::Bytes(bytes) => bytes.freeze(),
+                    other => Bytes::copy_from_slice(&other),
+                };
+                let _ = channel.send((id, (frame.opcode, payload)));
+            }
+            _ => {}
+        }
+    }
+    writer.abort();
+    Ok(())
 }
 
 #[cfg(test)]

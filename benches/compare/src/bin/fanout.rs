@@ -7,8 +7,9 @@
 //! with `--deflate`), then the publisher sends MESSAGES messages of SIZE bytes,
 //! each carrying its sequence number and send time (`fanout::payload`), never
 //! more than `fanout::WINDOW` ahead of the slowest subscriber. Every subscriber
-//! checks that it gets every message once, in order, intact (inflating what
-//! arrives compressed). The first tenth is warm-up. Prints one line:
+//! checks that it gets every message once, in order, intact (reassembling what
+//! arrives in fragments, inflating what arrives compressed); the first failure
+//! ends the run. The first tenth is warm-up. Prints one line:
 //!
 //! `NAME N SIZE deflate|plain deliveries/s server-µs/delivery KiB/subscriber p50-µs p99-µs`
 //!
@@ -17,7 +18,7 @@
 //! connected and idle, less what it had before they connected, divided by N.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use fastws_compare::client::{KEY, MASK};
@@ -104,6 +105,7 @@ async fn run(args: &Args) -> Result<String, String> {
     // received[k]: how many subscribers have message k.
     let received: Arc<Vec<AtomicU32>> = Arc::new((0..args.messages).map(|_| AtomicU32::new(0)).collect());
     let warm = (args.messages / 10).max(1);
+    let failed = Arc::new(AtomicBool::new(false));
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for batch in (0..args.subscribers).collect::<Vec<_>>().chunks(100) {
         let mut connecting = Vec::new();
@@ -118,11 +120,13 @@ async fn run(args: &Args) -> Result<String, String> {
             if args.deflate && !compressed {
                 return Err("the server did not accept permessage-deflate".to_owned());
             }
-            let received = Arc::clone(&received);
+            let (received, failed) = (Arc::clone(&received), Arc::clone(&failed));
             let (messages, size) = (args.messages, args.size);
-            subscribers.push(tokio::spawn(subscribe(
-                tcp, rest, messages, size, warm, received, epoch,
-            )));
+            subscribers.push(tokio::spawn(async move {
+                let delays = subscribe(tcp, rest, messages, size, warm, received, epoch).await;
+                failed.fetch_or(delays.is_err(), Ordering::Relaxed);
+                delays
+            }));
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -134,14 +138,10 @@ async fn run(args: &Args) -> Result<String, String> {
     let mut frame = Vec::with_capacity(args.size + 14);
     for seq in 0..args.messages {
         if seq >= WINDOW {
-            while received[(seq - WINDOW) as usize].load(Ordering::Acquire) < n {
-                tokio::task::yield_now().await;
-            }
+            all_have(&received[(seq - WINDOW) as usize], n, &failed, &mut subscribers).await?;
         }
         if seq == warm {
-            while received[(warm - 1) as usize].load(Ordering::Acquire) < n {
-                tokio::task::yield_now().await;
-            }
+            all_have(&received[(warm - 1) as usize], n, &failed, &mut subscribers).await?;
             cpu_start = Some((Instant::now(), cpu_ticks(args.server_pid)?));
         }
         let sent_ns = epoch.elapsed().as_nanos() as u64;
@@ -171,6 +171,30 @@ async fn run(args: &Args) -> Result<String, String> {
         delays.value_at_quantile(0.5) as f64 / 1e3,
         delays.value_at_quantile(0.99) as f64 / 1e3,
     ))
+}
+
+/// A subscriber's task: its delivery delays, or what it found wrong.
+type Subscriber = tokio::task::JoinHandle<Result<Histogram<u64>, String>>;
+
+/// Waits until all `n` subscribers have a message (`received` counts them), or
+/// returns the error of a subscriber that failed: it will never count another
+/// message, and the publisher would wait for it until the time limit.
+async fn all_have(
+    received: &AtomicU32,
+    n: u32,
+    failed: &AtomicBool,
+    subscribers: &mut [Subscriber],
+) -> Result<(), String> {
+    while received.load(Ordering::Acquire) < n {
+        if failed.load(Ordering::Relaxed) {
+            for subscriber in subscribers.iter_mut().filter(|s| s.is_finished()) {
+                subscriber.await.map_err(|e| e.to_string())??;
+            }
+            return Err("a subscriber failed".to_owned());
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(())
 }
 
 /// Connects and upgrades, offering `offer` as the extensions; returns the
@@ -228,6 +252,9 @@ async fn subscribe(
     let mut delays = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut inflater = Decompress::new(false);
     let mut inflated = Vec::with_capacity(size + 64);
+    // The message arriving in fragments, if one is: its payload so far, and
+    // whether it is compressed.
+    let (mut assembling, mut fragments_compressed, mut fragments) = (false, false, Vec::new());
     let mut next = 0u64;
     let mut at = 0;
     // 10,000 subscribers each hold one: no larger than a message needs.
@@ -240,19 +267,41 @@ async fn subscribe(
             }
             let body = &buf[at + header_len..at + header_len + len];
             at += header_len + len;
-            let opcode = first & 0x0F;
+            let (opcode, fin) = (first & 0x0F, first & 0x80 != 0);
             if opcode >= 0x8 {
                 continue;
             }
-            if first & 0x80 == 0 || opcode == 0 {
-                return Err("a fragmented message (this load side reads whole frames)".to_owned());
+            // RFC 6455 §5.4: a server may send a message in fragments (gorilla
+            // does, in frames of its 4 KiB write buffer, when it compresses);
+            // only the first carries the opcode and RSV1 (RFC 7692 §6.1).
+            if opcode == 0 {
+                if !assembling {
+                    return Err("a continuation frame outside a message".to_owned());
+                }
+                fragments.extend_from_slice(body);
+                if !fin {
+                    continue;
+                }
+                assembling = false;
+            } else if assembling {
+                return Err("a data frame inside a fragmented message".to_owned());
+            } else if !fin {
+                (assembling, fragments_compressed) = (true, first & 0x40 != 0);
+                fragments.clear();
+                fragments.extend_from_slice(body);
+                continue;
             }
-            let message: &[u8] = if first & 0x40 != 0 {
+            let (compressed, payload) = if opcode == 0 {
+                (fragments_compressed, &fragments[..])
+            } else {
+                (first & 0x40 != 0, body)
+            };
+            let message: &[u8] = if compressed {
                 inflated.clear();
-                inflate(&mut inflater, body, &mut inflated)?;
+                inflate(&mut inflater, payload, &mut inflated)?;
                 &inflated
             } else {
-                body
+                payload
             };
             if message.len() != size {
                 return Err(format!("a message of {} bytes, expected {size}", message.len()));
