@@ -16,6 +16,7 @@ pub mod proxy;
 mod redirect;
 pub mod server;
 mod tls_stream;
+mod transport;
 
 /// The GUID RFC 6455 §1.3 appends to the key before hashing.
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -33,6 +34,15 @@ pub fn accept_key(key: &[u8]) -> String {
     sha1.update(key);
     sha1.update(ACCEPT_GUID);
     BASE64.encode(sha1.finalize())
+}
+
+/// The URL's host as DNS and TLS want it: IPv6 literals without brackets.
+pub(crate) fn host_name(url: &url::Url) -> String {
+    match url.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(host) => host.to_string(),
+        None => String::new(),
+    }
 }
 
 /// Copies parsed HTTP headers into a `HeaderMap`; `None` if a name or value is

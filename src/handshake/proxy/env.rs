@@ -67,7 +67,7 @@ impl ProxyEnv {
         let Some((name, value)) = by_scheme.as_ref().or(self.all.as_ref()) else {
             return Ok(None);
         };
-        let host = super::super::client::host_name(url);
+        let host = crate::handshake::host_name(url);
         if self
             .no_proxy
             .as_deref()

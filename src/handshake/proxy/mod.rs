@@ -86,7 +86,7 @@ impl Proxy {
                 )));
             }
         };
-        let host = super::client::host_name(&parsed);
+        let host = crate::handshake::host_name(&parsed);
         if host.is_empty() {
             return Err(invalid("no host"));
         }

@@ -68,7 +68,7 @@ where
 
 /// The destination address of the connect request: a name, or an address.
 async fn destination(kind: ProxyKind, url: &Url, port: u16) -> Result<Vec<u8>, Error> {
-    let host = super::super::client::host_name(url);
+    let host = crate::handshake::host_name(url);
     let ip = match host.parse::<IpAddr>() {
         Ok(ip) => ip,
         Err(_) if kind == ProxyKind::Socks5h => {
