@@ -92,7 +92,7 @@ impl MessageAssembler {
         let opcode = self.message_opcode(&frame)?;
         if opcode == frame.opcode() && frame.is_fin() && !self.compressed && self.validated == 0 {
             self.in_progress = None;
-            return self.whole_message(opcode, frame.into_payload());
+            return self.whole_message(opcode, frame.into_payload()).map(Some);
         }
         if self.compressed {
             self.push_compressed(opcode, frame)
@@ -245,15 +245,24 @@ impl MessageAssembler {
 
     /// An unfragmented message: zero copy, validated in one pass.
     #[inline]
-    fn whole_message(&mut self, opcode: OpCode, payload: Bytes) -> Result<Option<Message>, Error> {
+    /// The message of one unfragmented, uncompressed frame with `opcode`, checked
+    /// against the size limit and (text) validated. For a frame that arrives
+    /// between messages: the message layer's fast path calls it directly.
+    pub(crate) fn whole_message(&self, opcode: OpCode, payload: Bytes) -> Result<Message, Error> {
         self.check_size(payload.len())?;
-        Ok(Some(match opcode {
+        Ok(match opcode {
             OpCode::Text => match simdutf8::basic::from_utf8(&payload) {
                 Ok(_) => Message::Text(Utf8Bytes::from_validated(payload)),
                 Err(_) => return Err(Error::InvalidUtf8),
             },
             _ => Message::Binary(payload),
-        }))
+        })
+    }
+
+    /// Whether no message is in progress and no frame was validated as it
+    /// arrived: a whole frame can become a message without the assembler's state.
+    pub(crate) fn is_between_messages(&self) -> bool {
+        self.in_progress.is_none() && self.validated == 0
     }
 
     fn push_fragment(&mut self, opcode: OpCode, frame: Frame) -> Result<Option<Message>, Error> {

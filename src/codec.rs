@@ -1,6 +1,6 @@
 //! `WsCodec`: the frame codec (RFC 6455 §5) as a tokio-util `Decoder` / `Encoder<Frame>`.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::{Error, ProtocolError};
@@ -377,26 +377,79 @@ impl WsCodec {
             return Ok(None);
         }
         self.pending = None;
-        self.read_space.decoded += frame_len;
-
-        // One split of the read buffer per frame, header included: the header is
-        // then skipped on the frozen `Bytes`, which is cheaper than advancing a
-        // `BytesMut` a second time.
-        let mut frame = src.split_to(frame_len);
-        if let Some(key) = header.mask {
-            apply_mask(
-                &mut frame[header.header_len + header.unmasked..],
-                key,
-                header.unmasked,
-            );
-        }
-        let mut payload = frame.freeze();
-        payload.advance(header.header_len);
+        let payload = self.take_payload(src, header.header_len, frame_len, header.mask, header.unmasked);
         Ok(Some(
             Frame::new(header.opcode, payload)
                 .with_fin(header.first_byte & 0x80 != 0)
                 .with_rsv(header.first_byte >> 4),
         ))
+    }
+
+    /// Decodes the next frame if it is a whole message in the commonest form, and
+    /// leaves `src` untouched otherwise: an unfragmented text or binary frame
+    /// without RSV bits, at most 65,535 bytes long, masked as this role expects,
+    /// within the frame size limit and wholly buffered. Anything else (another
+    /// kind of frame, an invalid one, one still arriving, or a header already
+    /// pending) is `None`, for [`WsCodec::decode_frame`] to handle and to reject.
+    ///
+    /// The message layer's fast path: per small message this skips the general
+    /// header parse, the `Frame` and the assembler.
+    #[inline]
+    pub(crate) fn decode_whole_message(&mut self, src: &mut BytesMut) -> Option<(OpCode, Bytes)> {
+        if self.pending.is_some() {
+            return None;
+        }
+        let opcode = match *src.first()? {
+            0x81 => OpCode::Text,
+            0x82 => OpCode::Binary,
+            _ => return None,
+        };
+        let second_byte = *src.get(1)?;
+        let masked = second_byte & 0x80 != 0;
+        if masked != (self.role == Role::Server) {
+            return None;
+        }
+        let (payload_len, length_end) = match second_byte & 0x7F {
+            126 => (usize::from(u16::from_be_bytes([*src.get(2)?, *src.get(3)?])), 4),
+            127 => return None,
+            len => (usize::from(len), 2),
+        };
+        let (header_len, mask) = if masked {
+            let key = src.get(length_end..length_end + 4)?;
+            (length_end + 4, Some(key.try_into().expect("4 bytes")))
+        } else {
+            (length_end, None)
+        };
+        let frame_len = header_len + payload_len;
+        if src.len() < frame_len || payload_len > self.max_frame_size {
+            return None;
+        }
+        Some((opcode, self.take_payload(src, header_len, frame_len, mask, 0)))
+    }
+
+    /// Splits a whole frame of `frame_len` bytes off `src` and returns its payload,
+    /// unmasked from byte `unmasked` on (the bytes before it were unmasked as they
+    /// arrived).
+    #[inline]
+    fn take_payload(
+        &mut self,
+        src: &mut BytesMut,
+        header_len: usize,
+        frame_len: usize,
+        mask: Option<[u8; 4]>,
+        unmasked: usize,
+    ) -> Bytes {
+        self.read_space.decoded += frame_len;
+        // One split of the read buffer per frame, header included: the header is
+        // then skipped on the frozen `Bytes`, which is cheaper than advancing a
+        // `BytesMut` a second time.
+        let mut frame = src.split_to(frame_len);
+        if let Some(key) = mask {
+            apply_mask(&mut frame[header_len + unmasked..], key, unmasked);
+        }
+        let mut payload = frame.freeze();
+        payload.advance(header_len);
+        payload
     }
 
     /// The most the next read into `src` should take while a large frame is
@@ -663,6 +716,95 @@ mod tests {
         // A frame that several fit in a buffer with: the large read, frames or not.
         let (codec, buf) = arriving(64 << 10, (64 << 10) - 10);
         assert_eq!(codec.read_limit(&buf), Some(MAX_READ_SPACE));
+    }
+
+    /// `frame` on the wire as `sender` (the peer of `role`) encodes it.
+    fn wire_to(role: Role, frame: Frame) -> BytesMut {
+        let sender = match role {
+            Role::Server => Role::Client,
+            Role::Client => Role::Server,
+        };
+        let mut wire = BytesMut::new();
+        WsCodec::new(sender).encode(frame, &mut wire).unwrap();
+        wire
+    }
+
+    #[test]
+    fn the_fast_lane_takes_whole_short_messages_as_decode_frame_does() {
+        for role in [Role::Server, Role::Client] {
+            for len in [0, 1, 125, 126, 1024, 65_535] {
+                for frame in [Frame::binary(vec![0xA5; len]), Frame::text("é".repeat(len / 2))] {
+                    // Two frames back to back, and the start of a third.
+                    let mut wire = wire_to(role, frame.clone());
+                    wire.extend_from_slice(&wire_to(role, frame.clone()));
+                    wire.extend_from_slice(&[0x82]);
+                    let mut fast = WsCodec::new(role);
+                    let mut slow = WsCodec::new(role);
+                    let mut slow_wire = wire.clone();
+                    for _ in 0..2 {
+                        let (opcode, payload) = fast.decode_whole_message(&mut wire).expect("taken");
+                        let expected = slow.decode_frame(&mut slow_wire).unwrap().unwrap();
+                        assert_eq!((opcode, &payload), (expected.opcode(), expected.payload()));
+                        assert_eq!(wire, slow_wire, "{role:?} {len}: what is left");
+                    }
+                    assert_eq!(fast.decode_whole_message(&mut wire), None);
+                    assert_eq!(fast.read_space.decoded, slow.read_space.decoded);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_lane_leaves_every_other_frame_to_decode_frame_untouched() {
+        let server = |frame: Frame| wire_to(Role::Server, frame);
+        let mut compressed = server(Frame::binary("x"));
+        compressed[0] |= 0x40;
+        let mut unmasked = wire_to(Role::Client, Frame::binary("x"));
+        let masked_to_client = server(Frame::binary("x"));
+        let long = server(Frame::binary(vec![0; 65_536]));
+        let whole = server(Frame::binary(vec![1; 300]));
+        let cases = [
+            ("a fragment", server(Frame::binary("x").with_fin(false))),
+            ("a continuation", server(Frame::continuation("x"))),
+            ("a ping", server(Frame::ping("x"))),
+            ("a close", server(Frame::close_empty())),
+            ("RSV1", compressed),
+            ("a 64-bit length", long),
+            ("one byte", BytesMut::from(&whole[..1])),
+            ("half a length", BytesMut::from(&whole[..3])),
+            ("half a mask", BytesMut::from(&whole[..6])),
+            ("half a payload", BytesMut::from(&whole[..200])),
+        ];
+        for (what, mut wire) in cases {
+            let before = wire.clone();
+            let mut codec = WsCodec::server();
+            assert_eq!(codec.decode_whole_message(&mut wire), None, "{what}");
+            assert_eq!(wire, before, "{what}: untouched");
+            assert_eq!(codec.read_space.decoded, 0, "{what}");
+        }
+        // Masking the role refuses: decode_frame rejects these.
+        assert_eq!(WsCodec::server().decode_whole_message(&mut unmasked), None);
+        assert_eq!(
+            WsCodec::client().decode_whole_message(&mut masked_to_client.clone()),
+            None
+        );
+        // Over the frame limit: decode_frame rejects it (or, with deflate, allows
+        // zlib's expansion).
+        let mut limited = WsCodec::server().max_frame_size(299);
+        assert_eq!(limited.decode_whole_message(&mut whole.clone()), None);
+        assert!(
+            WsCodec::server()
+                .max_frame_size(300)
+                .decode_whole_message(&mut whole.clone())
+                .is_some()
+        );
+        // A header already parsed and pending: its frame is decode_frame's.
+        let mut codec = WsCodec::server();
+        let mut partial = BytesMut::from(&whole[..200]);
+        assert!(codec.decode_frame(&mut partial).unwrap().is_none());
+        partial.extend_from_slice(&whole[200..]);
+        assert_eq!(codec.decode_whole_message(&mut partial), None);
+        assert!(codec.decode_frame(&mut partial).unwrap().is_some());
     }
 
     fn decode_all(codec: &mut WsCodec, bytes: &[u8]) -> Result<Vec<Frame>, Error> {

@@ -28,7 +28,7 @@ use tokio_util::codec::{Encoder, FramedParts};
 
 use crate::codec::{Role, WsCodec, put_header};
 use crate::error::Error;
-use crate::frame::Frame;
+use crate::frame::{Frame, OpCode};
 
 /// Payloads at least this large are written from their own buffer (vectored)
 /// instead of being copied into the write buffer. Below it copying costs less:
@@ -339,6 +339,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
                 header.unmask_arrived(&mut self.read_buf);
             }
         }
+    }
+
+    /// The next frame if it is already buffered and a whole message in the
+    /// commonest form (see [`WsCodec::decode_whole_message`]); otherwise `None`,
+    /// with nothing consumed, for [`FrameIo::poll_frame`] to handle.
+    #[inline]
+    pub(super) fn next_whole_message(&mut self) -> Option<(OpCode, Bytes)> {
+        if !self.readable {
+            return None;
+        }
+        self.codec.decode_whole_message(&mut self.read_buf)
     }
 
     /// Reads into the read buffer, no more than the codec's read limit.

@@ -119,6 +119,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
+    /// The read path's fast lane: the next message, when the read buffer already
+    /// holds it as one plain frame (see [`WsCodec::decode_whole_message`]) and
+    /// nothing else needs the read path: no frame owed to the peer, no message in
+    /// progress, no close or teardown under way. `None` leaves everything, with
+    /// nothing consumed, to [`WebSocket::poll_read`], which would make the same
+    /// message of the frame by the long way.
+    ///
+    /// [`WsCodec::decode_whole_message`]: crate::codec::WsCodec::decode_whole_message
+    #[inline]
+    fn next_buffered_message(&mut self) -> Option<Result<Message, Error>> {
+        let nothing_else_to_do = matches!(self.reading, ReadState::Reading)
+            && !self.owed_ping
+            && self.owed_pong.is_none()
+            && self.owed_close.is_none()
+            && !self.read_path_unflushed
+            && !self.discarding
+            && self.assembler.is_between_messages();
+        if !nothing_else_to_do {
+            return None;
+        }
+        let (opcode, payload) = self.frames.next_whole_message()?;
+        self.frames_received += 1;
+        Some(self.assembler.whole_message(opcode, payload))
+    }
+
     /// Hands a data frame to the assembler; while a dropped streaming reader's
     /// message is still arriving, its frames are checked and discarded.
     pub(super) fn assemble(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
@@ -327,7 +352,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<S> {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_read(cx, WebSocket::assemble, Step::Yield)
+        let ws = self.get_mut();
+        match ws.next_buffered_message() {
+            Some(Ok(message)) => return Poll::Ready(Some(Ok(message))),
+            Some(Err(error)) => ws.fail(error),
+            None => {}
+        }
+        ws.poll_read(cx, WebSocket::assemble, Step::Yield)
     }
 }
 

@@ -1,0 +1,131 @@
+//! The read path takes a whole, plain message that is already buffered by a
+//! short way (no `Frame`, no assembler). These tests pin down that the short way
+//! and the long one make the same stream of messages out of any mix of frames
+//! arriving in one read, and that the short way never overtakes what the read
+//! path owes the peer.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use fastws::{Config, Frame, Message, Role, WebSocket, WsCodec};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// The role of the end that talks to one in `role`.
+fn peer_of(role: Role) -> Role {
+    match role {
+        Role::Server => Role::Client,
+        Role::Client => Role::Server,
+    }
+}
+
+/// `frames` as the peer of `role` puts them on the wire, back to back.
+fn wire(role: Role, frames: &[Frame]) -> BytesMut {
+    let mut codec = WsCodec::new(peer_of(role));
+    let mut wire = BytesMut::new();
+    for frame in frames {
+        codec.encode(frame.clone(), &mut wire).unwrap();
+    }
+    wire
+}
+
+/// A `WebSocket` in `role` whose peer's end of the pipe is returned with it.
+fn pair(role: Role, config: Config) -> (WebSocket<DuplexStream>, DuplexStream) {
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    (WebSocket::from_raw_socket(ours, role, config), theirs)
+}
+
+#[tokio::test]
+async fn every_mix_of_frames_in_one_read_yields_the_messages_in_order() {
+    let big = Bytes::from(vec![7u8; 70_000]);
+    let frames = [
+        Frame::binary("one"),
+        Frame::text("two"),
+        Frame::text("thr").with_fin(false),
+        Frame::ping("between fragments"),
+        Frame::continuation("ee").with_fin(false),
+        Frame::continuation(""),
+        Frame::binary(""),
+        Frame::binary(big.clone()),
+        Frame::text("é".repeat(200)),
+        Frame::pong("unasked"),
+        Frame::binary(vec![1u8; 65_535]),
+        Frame::binary("last"),
+    ];
+    let expected = [
+        Message::binary("one"),
+        Message::text("two"),
+        Message::Ping(Bytes::from_static(b"between fragments")),
+        Message::text("three"),
+        Message::binary(""),
+        Message::binary(big),
+        Message::text("é".repeat(200)),
+        Message::Pong(Bytes::from_static(b"unasked")),
+        Message::binary(vec![1u8; 65_535]),
+        Message::binary("last"),
+    ];
+    for role in [Role::Server, Role::Client] {
+        let (mut ws, mut peer) = pair(role, Config::default().control_messages(true));
+        peer.write_all(&wire(role, &frames)).await.unwrap();
+        for (index, want) in expected.iter().enumerate() {
+            let got = ws.next().await.expect("a message").expect("no error");
+            assert_eq!(&got, want, "{role:?}: message {index}");
+        }
+        // The ping was answered, once.
+        let mut answers = BytesMut::new();
+        let mut codec = WsCodec::new(peer_of(role));
+        let pong = loop {
+            if let Some(frame) = codec.decode(&mut answers).unwrap() {
+                break frame;
+            }
+            peer.read_buf(&mut answers).await.unwrap();
+        };
+        assert_eq!(pong, Frame::pong("between fragments"), "{role:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_pong_owed_is_written_before_the_buffered_messages_after_the_ping() {
+    for role in [Role::Server, Role::Client] {
+        let (mut ws, mut peer) = pair(role, Config::default().control_messages(true));
+        let mut frames = vec![Frame::binary("before"), Frame::ping("now")];
+        frames.extend((0..100).map(|i| Frame::binary(format!("after {i}"))));
+        peer.write_all(&wire(role, &frames)).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary("before"));
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::Ping(Bytes::from_static(b"now"))
+        );
+        // The next message is buffered; taking it must not skip the owed pong.
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary("after 0"));
+        // `ws` is not polled again: the pong is on the wire already.
+        let mut answers = BytesMut::new();
+        let read = tokio::time::timeout(Duration::from_secs(2), peer.read_buf(&mut answers)).await;
+        assert!(matches!(read, Ok(Ok(n)) if n > 0), "{role:?}: no pong yet");
+        let pong = WsCodec::new(peer_of(role)).decode(&mut answers).unwrap();
+        assert_eq!(pong, Some(Frame::pong("now")), "{role:?}");
+    }
+}
+
+#[tokio::test]
+async fn invalid_text_taken_the_short_way_fails_after_the_messages_before_it() {
+    for role in [Role::Server, Role::Client] {
+        let (mut ws, mut peer) = pair(role, Config::default());
+        let mut invalid = wire(role, &[Frame::binary("fine")]);
+        invalid.extend_from_slice(&wire(role, &[Frame::text(Bytes::from_static(b"\xff\xfe"))]));
+        invalid.extend_from_slice(&wire(role, &[Frame::binary("never")]));
+        peer.write_all(&invalid).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary("fine"));
+        let failure = ws.next().await.unwrap();
+        assert!(
+            matches!(failure, Err(fastws::Error::InvalidUtf8)),
+            "{role:?}: {failure:?}"
+        );
+        assert!(ws.next().await.is_none(), "{role:?}: nothing after the failure");
+        let mut answers = BytesMut::new();
+        peer.read_buf(&mut answers).await.unwrap();
+        let close = WsCodec::new(peer_of(role)).decode(&mut answers).unwrap().unwrap();
+        assert_eq!(&close.payload()[..2], &1007u16.to_be_bytes(), "{role:?}");
+    }
+}
