@@ -387,8 +387,8 @@ impl WsCodec {
 
     /// Decodes the next frame if it is a whole message in the commonest form, and
     /// leaves `src` untouched otherwise: an unfragmented text or binary frame
-    /// without RSV bits, at most 65,535 bytes long, masked as this role expects,
-    /// within the frame size limit and wholly buffered. Anything else (another
+    /// without RSV bits, masked as this role expects, within the frame size limit
+    /// and wholly buffered. Anything else (another
     /// kind of frame, an invalid one, one still arriving, or a header already
     /// pending) is `None`, for [`WsCodec::decode_frame`] to handle and to reject.
     ///
@@ -411,7 +411,12 @@ impl WsCodec {
         }
         let (payload_len, length_end) = match second_byte & 0x7F {
             126 => (usize::from(u16::from_be_bytes([*src.get(2)?, *src.get(3)?])), 4),
-            127 => return None,
+            // A length with the top bit set (RFC 6455 §5.2 forbids it) is never
+            // wholly buffered: it falls through to `decode_frame`, which rejects it.
+            127 => (
+                usize::try_from(u64::from_be_bytes(src.get(2..10)?.try_into().expect("8 bytes"))).ok()?,
+                10,
+            ),
             len => (usize::from(len), 2),
         };
         let (header_len, mask) = if masked {
@@ -420,7 +425,7 @@ impl WsCodec {
         } else {
             (length_end, None)
         };
-        let frame_len = header_len + payload_len;
+        let frame_len = header_len.saturating_add(payload_len);
         if src.len() < frame_len || payload_len > self.max_frame_size {
             return None;
         }
@@ -732,7 +737,7 @@ mod tests {
     #[test]
     fn the_fast_lane_takes_whole_short_messages_as_decode_frame_does() {
         for role in [Role::Server, Role::Client] {
-            for len in [0, 1, 125, 126, 1024, 65_535] {
+            for len in [0, 1, 125, 126, 1024, 65_535, 65_536, 200_000] {
                 for frame in [Frame::binary(vec![0xA5; len]), Frame::text("é".repeat(len / 2))] {
                     // Two frames back to back, and the start of a third.
                     let mut wire = wire_to(role, frame.clone());
@@ -762,6 +767,8 @@ mod tests {
         let mut unmasked = wire_to(Role::Client, Frame::binary("x"));
         let masked_to_client = server(Frame::binary("x"));
         let long = server(Frame::binary(vec![0; 65_536]));
+        let mut top_bit = long.clone();
+        top_bit[2] |= 0x80;
         let whole = server(Frame::binary(vec![1; 300]));
         let cases = [
             ("a fragment", server(Frame::binary("x").with_fin(false))),
@@ -769,7 +776,12 @@ mod tests {
             ("a ping", server(Frame::ping("x"))),
             ("a close", server(Frame::close_empty())),
             ("RSV1", compressed),
-            ("a 64-bit length", long),
+            ("a 64-bit length with its top bit set", top_bit),
+            ("half a 64-bit length", BytesMut::from(&long[..6])),
+            (
+                "a 64-bit length, its mask and half its payload",
+                BytesMut::from(&long[..40_000]),
+            ),
             ("one byte", BytesMut::from(&whole[..1])),
             ("half a length", BytesMut::from(&whole[..3])),
             ("half a mask", BytesMut::from(&whole[..6])),
