@@ -243,11 +243,11 @@ impl MessageAssembler {
         Ok(())
     }
 
-    /// An unfragmented message: zero copy, validated in one pass.
-    #[inline]
     /// The message of one unfragmented, uncompressed frame with `opcode`, checked
-    /// against the size limit and (text) validated. For a frame that arrives
-    /// between messages: the message layer's fast path calls it directly.
+    /// against the size limit and (text) validated in one pass, zero copy. For a
+    /// frame that arrives between messages: the message layer's fast lane calls it
+    /// directly.
+    #[inline]
     pub(crate) fn whole_message(&self, opcode: OpCode, payload: Bytes) -> Result<Message, Error> {
         self.check_size(payload.len())?;
         Ok(match opcode {

@@ -387,8 +387,10 @@ impl WsCodec {
 
     /// Decodes the next frame if it is a whole message in the commonest form, and
     /// leaves `src` untouched otherwise: an unfragmented text or binary frame
-    /// without RSV bits, masked as this role expects, within the frame size limit
-    /// and wholly buffered. Anything else (another
+    /// without RSV bits, masked as this role expects, within `max_frame_size` and
+    /// wholly buffered. (With deflate, `decode_frame` allows data frames zlib's
+    /// expansion past `max_frame_size`; a plain frame in that margin takes the
+    /// long way.) Anything else (another
     /// kind of frame, an invalid one, one still arriving, or a header already
     /// pending) is `None`, for [`WsCodec::decode_frame`] to handle and to reject.
     ///
@@ -412,7 +414,8 @@ impl WsCodec {
         let (payload_len, length_end) = match second_byte & 0x7F {
             126 => (usize::from(u16::from_be_bytes([*src.get(2)?, *src.get(3)?])), 4),
             // A length with the top bit set (RFC 6455 §5.2 forbids it) is never
-            // wholly buffered: it falls through to `decode_frame`, which rejects it.
+            // wholly buffered, and one past `usize` (32-bit targets) fails the
+            // conversion: both fall through to `decode_frame`, which rejects them.
             127 => (
                 usize::try_from(u64::from_be_bytes(src.get(2..10)?.try_into().expect("8 bytes"))).ok()?,
                 10,
@@ -735,7 +738,7 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_lane_takes_whole_short_messages_as_decode_frame_does() {
+    fn the_fast_lane_takes_whole_messages_as_decode_frame_does() {
         for role in [Role::Server, Role::Client] {
             for len in [0, 1, 125, 126, 1024, 65_535, 65_536, 200_000] {
                 for frame in [Frame::binary(vec![0xA5; len]), Frame::text("é".repeat(len / 2))] {
@@ -810,6 +813,19 @@ mod tests {
                 .decode_whole_message(&mut whole.clone())
                 .is_some()
         );
+        // The longest length there is, with no limit: no overflow, declined.
+        let mut longest = BytesMut::from(&[0x82, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF][..]);
+        longest.extend_from_slice(&[0; 40]);
+        let before = longest.clone();
+        let mut unlimited = WsCodec::server().max_frame_size(usize::MAX);
+        assert_eq!(unlimited.decode_whole_message(&mut longest), None);
+        assert_eq!(longest, before);
+        // RSV1 where deflate allows it: a compressed message, for the assembler.
+        let mut compressed = server(Frame::binary("x"));
+        compressed[0] |= 0x40;
+        let mut deflating = WsCodec::server().allowed_rsv(0b100);
+        assert_eq!(deflating.decode_whole_message(&mut compressed), None);
+        assert!(deflating.decode_frame(&mut compressed).unwrap().unwrap().rsv1());
         // A header already parsed and pending: its frame is decode_frame's.
         let mut codec = WsCodec::server();
         let mut partial = BytesMut::from(&whole[..200]);

@@ -72,7 +72,7 @@ async fn every_mix_of_frames_in_one_read_yields_the_messages_in_order() {
             let got = ws.next().await.expect("a message").expect("no error");
             assert_eq!(&got, want, "{role:?}: message {index}");
         }
-        // The ping was answered, once.
+        // The ping was answered.
         let mut answers = BytesMut::new();
         let mut codec = WsCodec::new(peer_of(role));
         let pong = loop {
@@ -127,5 +127,65 @@ async fn invalid_text_taken_the_short_way_fails_after_the_messages_before_it() {
         peer.read_buf(&mut answers).await.unwrap();
         let close = WsCodec::new(peer_of(role)).decode(&mut answers).unwrap().unwrap();
         assert_eq!(&close.payload()[..2], &1007u16.to_be_bytes(), "{role:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_whole_frame_after_a_pong_inside_a_fragmented_message_is_a_protocol_error() {
+    // A data frame that is whole in itself, while a message is in progress: the
+    // short way must not take it for a message of its own. (A pong, unlike a
+    // ping, owes nothing, so nothing else keeps the short way out.)
+    for role in [Role::Server, Role::Client] {
+        let (mut ws, mut peer) = pair(role, Config::default().control_messages(true));
+        let frames = [
+            Frame::text("a").with_fin(false),
+            Frame::pong("p"),
+            Frame::text("b"),
+        ];
+        peer.write_all(&wire(role, &frames)).await.unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::Pong(Bytes::from_static(b"p"))
+        );
+        let failure = ws.next().await.unwrap();
+        assert!(
+            matches!(failure, Err(fastws::Error::Protocol(_))),
+            "{role:?}: {failure:?}"
+        );
+        let mut answers = BytesMut::new();
+        let mut codec = WsCodec::new(peer_of(role));
+        let close = loop {
+            match codec.decode(&mut answers).unwrap() {
+                Some(frame) if frame.opcode() == fastws::OpCode::Close => break frame,
+                Some(_) => {}
+                None => {
+                    peer.read_buf(&mut answers).await.unwrap();
+                }
+            }
+        };
+        assert_eq!(&close.payload()[..2], &1002u16.to_be_bytes(), "{role:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_buffered_message_over_the_message_limit_is_closed_with_1009() {
+    for role in [Role::Server, Role::Client] {
+        let config = Config::default().max_message_size(100).max_frame_size(1000);
+        let (mut ws, mut peer) = pair(role, config);
+        let frames = [Frame::binary("small"), Frame::binary(vec![0u8; 101])];
+        peer.write_all(&wire(role, &frames)).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary("small"));
+        let failure = ws.next().await.unwrap();
+        assert!(
+            matches!(
+                failure,
+                Err(fastws::Error::MessageTooLarge { len: 101, max: 100 })
+            ),
+            "{role:?}: {failure:?}"
+        );
+        let mut answers = BytesMut::new();
+        peer.read_buf(&mut answers).await.unwrap();
+        let close = WsCodec::new(peer_of(role)).decode(&mut answers).unwrap().unwrap();
+        assert_eq!(&close.payload()[..2], &1009u16.to_be_bytes(), "{role:?}");
     }
 }

@@ -121,10 +121,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// The read path's fast lane: the next message, when the read buffer already
     /// holds it as one plain frame (see [`WsCodec::decode_whole_message`]) and
-    /// nothing else needs the read path: no frame owed to the peer, no message in
-    /// progress, no close or teardown under way. `None` leaves everything, with
-    /// nothing consumed, to [`WebSocket::poll_read`], which would make the same
-    /// message of the frame by the long way.
+    /// nothing else needs the read path: no frame owed to the peer or still being
+    /// flushed, no message in progress, no close received and no teardown under
+    /// way (after a close we sent, data still comes through, as by the long way).
+    /// `None` leaves everything, with nothing consumed, to [`WebSocket::poll_read`],
+    /// which would make the same message of the frame by the long way.
+    ///
+    /// Some of these conditions cannot hold while `reading` is `Reading` today (a
+    /// close owed starts the teardown; a keepalive ping owed is queued before the
+    /// read path returns; discarding implies a message in progress): they are
+    /// checked all the same, so that the lane never depends on that.
     ///
     /// [`WsCodec::decode_whole_message`]: crate::codec::WsCodec::decode_whole_message
     #[inline]
