@@ -388,14 +388,14 @@ impl WsCodec {
     /// Decodes the next frame if it is a whole message in the commonest form, and
     /// leaves `src` untouched otherwise: an unfragmented text or binary frame
     /// without RSV bits, masked as this role expects, within `max_frame_size` and
-    /// wholly buffered. (With deflate, `decode_frame` allows data frames zlib's
-    /// expansion past `max_frame_size`; a plain frame in that margin takes the
-    /// long way.) Anything else (another
-    /// kind of frame, an invalid one, one still arriving, or a header already
-    /// pending) is `None`, for [`WsCodec::decode_frame`] to handle and to reject.
+    /// wholly buffered. Anything else (another kind of frame, an invalid one, one
+    /// still arriving, or a header already pending) is `None`, for
+    /// [`WsCodec::decode_frame`] to handle and to reject. (With deflate,
+    /// `decode_frame` allows data frames zlib's expansion past `max_frame_size`: a
+    /// plain frame in that margin takes that long way.)
     ///
-    /// The message layer's fast path: per small message this skips the general
-    /// header parse, the `Frame` and the assembler.
+    /// The message layer's fast lane: per message it skips the general header
+    /// parse, the `Frame` and the assembler.
     #[inline]
     pub(crate) fn decode_whole_message(&mut self, src: &mut BytesMut) -> Option<(OpCode, Bytes)> {
         if self.pending.is_some() {
