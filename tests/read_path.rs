@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use fastws::{Config, Frame, Message, Role, WebSocket, WsCodec};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -187,5 +187,59 @@ async fn a_buffered_message_over_the_message_limit_is_closed_with_1009() {
         peer.read_buf(&mut answers).await.unwrap();
         let close = WsCodec::new(peer_of(role)).decode(&mut answers).unwrap().unwrap();
         assert_eq!(&close.payload()[..2], &1009u16.to_be_bytes(), "{role:?}");
+    }
+}
+
+/// The next frame the peer of `role` reads from `peer`, with `buffered` bytes
+/// already read; `None` if nothing more arrives within two seconds.
+async fn next_frame(peer: &mut DuplexStream, buffered: &mut BytesMut, codec: &mut WsCodec) -> Option<Frame> {
+    loop {
+        if let Some(frame) = codec.decode(buffered).unwrap() {
+            return Some(frame);
+        }
+        match tokio::time::timeout(Duration::from_secs(2), peer.read_buf(buffered)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pong_whose_flush_was_held_up_goes_out_before_the_next_buffered_message() {
+    for role in [Role::Server, Role::Client] {
+        // A pipe of 256 bytes each way, the peer not reading at first.
+        let (ours, mut peer) = tokio::io::duplex(256);
+        let config = Config::default().control_messages(true);
+        let mut ws = WebSocket::from_raw_socket(ours, role, config);
+        // Fill our direction: 256 bytes of a 300-byte message go out, the rest waits.
+        ws.feed(Message::binary(vec![9u8; 300])).await.unwrap();
+        let flushed = tokio::time::timeout(Duration::from_millis(50), ws.flush()).await;
+        assert!(flushed.is_err(), "{role:?}: the pipe should be full");
+        let frames = [Frame::ping("held"), Frame::binary("a"), Frame::binary("b")];
+        peer.write_all(&wire(role, &frames)).await.unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::Ping(Bytes::from_static(b"held"))
+        );
+        // The pong is queued behind the rest of the message; its flush cannot
+        // complete yet.
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary("a"));
+        // The peer reads what the pipe holds: now there is room.
+        let mut answers = BytesMut::new();
+        while answers.len() < 256 {
+            peer.read_buf(&mut answers).await.unwrap();
+        }
+        // Taking the buffered "b" must go on with the flush the pong is in; `ws`
+        // is not polled after it.
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary("b"));
+        let mut codec = WsCodec::new(peer_of(role));
+        let data = next_frame(&mut peer, &mut answers, &mut codec).await;
+        assert_eq!(data.map(|frame| frame.payload().len()), Some(300), "{role:?}");
+        let pong = next_frame(&mut peer, &mut answers, &mut codec).await;
+        assert_eq!(
+            pong,
+            Some(Frame::pong("held")),
+            "{role:?}: the pong was not flushed"
+        );
     }
 }
