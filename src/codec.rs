@@ -835,6 +835,39 @@ mod tests {
         assert!(codec.decode_frame(&mut partial).unwrap().is_some());
     }
 
+    proptest::proptest! {
+        /// On any bytes, for either role and any limit: what the lane takes is what
+        /// `decode_frame` would decode, down to the bytes left, and what it
+        /// declines it leaves as it was.
+        #[test]
+        fn the_fast_lane_agrees_with_decode_frame_on_any_bytes(
+            head in proptest::collection::vec(proptest::num::u8::ANY, 0..16),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            first_byte in proptest::sample::select(vec![0x81u8, 0x82, 0x01, 0x02, 0x80, 0x89, 0xC1, 0x92]),
+            server in proptest::bool::ANY,
+            max_frame_size in 0usize..400,
+        ) {
+            let role = if server { Role::Server } else { Role::Client };
+            let mut bytes = vec![first_byte];
+            bytes.extend_from_slice(&head);
+            bytes.extend_from_slice(&body);
+            let mut fast = WsCodec::new(role).max_frame_size(max_frame_size);
+            let mut slow = fast.clone();
+            let mut fast_buf = BytesMut::from(&bytes[..]);
+            let mut slow_buf = fast_buf.clone();
+            match fast.decode_whole_message(&mut fast_buf) {
+                Some((opcode, payload)) => {
+                    let frame = slow.decode_frame(&mut slow_buf).expect("valid").expect("whole");
+                    proptest::prop_assert!(frame.is_fin() && frame.rsv() == 0);
+                    proptest::prop_assert_eq!(opcode, frame.opcode());
+                    proptest::prop_assert_eq!(&payload, frame.payload());
+                    proptest::prop_assert_eq!(&fast_buf, &slow_buf);
+                }
+                None => proptest::prop_assert_eq!(&fast_buf[..], &bytes[..]),
+            }
+        }
+    }
+
     fn decode_all(codec: &mut WsCodec, bytes: &[u8]) -> Result<Vec<Frame>, Error> {
         let mut buf = BytesMut::from(bytes);
         let mut frames = Vec::new();
