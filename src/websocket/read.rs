@@ -136,9 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     #[inline]
     fn next_buffered_message(&mut self) -> Option<Result<Message, Error>> {
         let nothing_else_to_do = matches!(self.reading, ReadState::Reading)
-            && !self.owed_ping
-            && self.owed_pong.is_none()
-            && self.owed_close.is_none()
+            && !self.owes_control_frames()
             && !self.read_path_unflushed
             && !self.discarding
             && self.assembler.is_between_messages();

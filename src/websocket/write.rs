@@ -86,10 +86,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// ping arrived before any close.
     #[inline]
     pub(super) fn queue_owed(&mut self) -> Result<bool, Error> {
-        if !self.owed_ping && self.owed_pong.is_none() && self.owed_close.is_none() {
+        if !self.owes_control_frames() {
             return Ok(false);
         }
         self.queue_owed_frames()
+    }
+
+    /// Whether a pong, a keepalive ping or a close is owed to the peer.
+    #[inline]
+    pub(super) fn owes_control_frames(&self) -> bool {
+        self.owed_ping || self.owed_pong.is_some() || self.owed_close.is_some()
     }
 
     /// The pong waits while the write buffer is full (see the module docs of
