@@ -36,7 +36,7 @@ callgrind_setup() {
 
 # thread_instructions THREAD NAME SIZE WARMUP MEASURED: runs `bin NAME` under
 # callgrind with --separate-threads and prints the total of thread THREAD (1 is
-# the main thread). The binary must run exactly two threads.
+# the main thread). The binary must run exactly THREADS threads (default 2).
 thread_instructions() {
     local out="$work/callgrind.$2.$3.$5"
     SIZE=$3 WARMUP=$4 MEASURED=$5 timeout 600 "${tunables[@]}" valgrind --tool=callgrind \
@@ -46,8 +46,9 @@ thread_instructions() {
         tail -5 "$work/log" >&2
         exit 1
     }
-    [[ -f "$out-01" && -f "$out-02" && ! -e "$out-03" ]] || {
-        echo "$script: expected exactly two threads for $2" >&2
+    local threads=${THREADS:-2}
+    [[ -f "$out-0$threads" && ! -e "$out-0$((threads + 1))" ]] || {
+        echo "$script: expected exactly $threads thread(s) for $2" >&2
         exit 1
     }
     awk '/^totals:/ { print $2 }' "$out-0$1"

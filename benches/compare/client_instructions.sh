@@ -6,8 +6,11 @@
 # Usage: benches/compare/client_instructions.sh [CLIENT ...]   (default: every client
 #        in clients::NAMES; needs valgrind)
 #   env: SIZES="16 1024 65536"   message sizes
-#        MODE=push               push (the server writes as fast as the client reads)
-#                                or echo (one request, one response, at a time)
+#        MODE=push               push (the server writes as fast as the client reads),
+#                                echo (one request, one response, at a time), or
+#                                feed (push from memory: no server, no socket, 64 KiB
+#                                reads; the count is exact, and raw_tcp's row is the
+#                                cost of reading the bytes, to subtract)
 #        CONNS=1                 connections, sharing the client's one thread
 #        PROFILE=release         or `lto` (in target/lto), as in instructions.sh
 #        ERMS=off                as in instructions.sh
@@ -29,8 +32,10 @@ if [[ $# -gt 0 ]]; then
     clients=("$@")
 else
     clients=(fastws tungstenite fastwebsockets tokio_websockets)
+    if [[ $MODE == feed ]]; then clients+=(raw_tcp); fi
 fi
-export MODE CONNS
+if [[ $MODE == feed ]]; then THREADS=1; else THREADS=2; fi
+export MODE CONNS THREADS
 # shellcheck source=callgrind.sh
 source ./callgrind.sh
 callgrind_setup client_instructions.sh client_role
@@ -46,5 +51,5 @@ counts() {
 
 echo "connections: $CONNS; mode: $MODE; profile: $PROFILE; rep movsb: $ERMS"
 echo
-# Thread 1 is the client's (main) thread, thread 2 the server's.
+# Thread 1 is the client's (main) thread, thread 2 the server's (none with feed).
 per_message_table "client ($MODE)" 1 "${clients[@]}"

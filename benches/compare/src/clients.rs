@@ -12,9 +12,9 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::client::Progress;
+use crate::client::{EchoParser, Progress, build_frames};
 use crate::neutral_server::Mode;
 
 /// Messages a client counts before it adds them to the shared count.
@@ -73,15 +73,22 @@ pub const NAMES: &[&str] = &[
     "tungstenite",
     "fastwebsockets",
     "tokio_websockets",
+    "raw_tcp",
 ];
 
+/// What a client runs over: the upgraded socket, or an in-memory [`Feed`](crate::feed::Feed).
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
 /// Runs the client `name` over the upgraded `tcp`; `None` for an unknown name.
-pub async fn run(name: &str, tcp: TcpStream, job: Job) -> Option<Result<(), String>> {
+pub async fn run<S: Transport>(name: &str, tcp: S, job: Job) -> Option<Result<(), String>> {
     Some(match name {
         "fastws" | "fastws_twin" => fastws(tcp, job).await,
         "tungstenite" => tungstenite(tcp, job).await,
         "fastwebsockets" => fastwebsockets(tcp, job).await,
         "tokio_websockets" => tokio_websockets(tcp, job).await,
+        "raw_tcp" => raw_tcp(tcp, job).await,
         _ => return None,
     })
 }
@@ -150,7 +157,7 @@ where
 }
 
 /// fastws: `WebSocket` as a `Stream` of messages, `send` per request.
-pub async fn fastws(tcp: TcpStream, job: Job) -> Result<(), String> {
+pub async fn fastws<S: Transport>(tcp: S, job: Job) -> Result<(), String> {
     let config = fastws::Config::default()
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE);
@@ -162,7 +169,7 @@ pub async fn fastws(tcp: TcpStream, job: Job) -> Result<(), String> {
 }
 
 /// tokio-tungstenite: `WebSocketStream` as a `Stream` of messages.
-pub async fn tungstenite(tcp: TcpStream, job: Job) -> Result<(), String> {
+pub async fn tungstenite<S: Transport>(tcp: S, job: Job) -> Result<(), String> {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
     let config = WebSocketConfig::default()
@@ -179,7 +186,7 @@ pub async fn tungstenite(tcp: TcpStream, job: Job) -> Result<(), String> {
 
 /// fastwebsockets: `FragmentCollector::read_frame`, requests written from a
 /// borrowed mutable buffer (masked in place, the zero-copy way its docs give).
-pub async fn fastwebsockets(tcp: TcpStream, job: Job) -> Result<(), String> {
+pub async fn fastwebsockets<S: Transport>(tcp: S, job: Job) -> Result<(), String> {
     use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
     let mut ws = WebSocket::after_handshake(tcp, Role::Client);
     ws.set_max_message_size(MAX_MESSAGE);
@@ -217,7 +224,7 @@ pub async fn fastwebsockets(tcp: TcpStream, job: Job) -> Result<(), String> {
 }
 
 /// tokio-websockets: `WebSocketStream` as a `Stream` of messages.
-pub async fn tokio_websockets(tcp: TcpStream, job: Job) -> Result<(), String> {
+pub async fn tokio_websockets<S: Transport>(tcp: S, job: Job) -> Result<(), String> {
     let limits = tokio_websockets::Limits::default().max_payload_len(Some(MAX_MESSAGE));
     let ws = tokio_websockets::ClientBuilder::new()
         .limits(limits)
@@ -226,4 +233,54 @@ pub async fn tokio_websockets(tcp: TcpStream, job: Job) -> Result<(), String> {
         (message.is_binary() || message.is_text()).then(|| message.as_payload().len())
     })
     .await
+}
+
+/// The read buffer of [`raw_tcp`], unless `RAW_READ` sets another size.
+const RAW_BUFFER: usize = 64 << 10;
+
+/// No WebSocket library, the reference: writes pre-built masked frames, reads
+/// into one reused buffer and only walks the frame headers ([`EchoParser`]),
+/// never copying or keeping a payload. It does the least work per message of
+/// all the clients, which is what makes it telling where it receives the
+/// slowest: there, the rate measures how the pair of processes waits on each
+/// other, not how much work the client does.
+pub async fn raw_tcp<S: Transport>(mut tcp: S, job: Job) -> Result<(), String> {
+    let mut tally = Tally {
+        progress: &job.progress,
+        pending: 0,
+    };
+    let mut parser = EchoParser::new(job.size, false);
+    let read_size = std::env::var("RAW_READ")
+        .ok()
+        .and_then(|size| size.parse().ok())
+        .unwrap_or(RAW_BUFFER);
+    let mut buffer = vec![0u8; read_size];
+    let (request, _) = build_frames(job.size, 1);
+    if job.mode == Mode::Push {
+        let (subscribe, _) = build_frames(SUBSCRIBE.len(), 1);
+        tcp.write_all(&subscribe).await.map_err(|e| e.to_string())?;
+    }
+    let mut received = 0;
+    while received < job.count {
+        if job.mode == Mode::Echo {
+            tcp.write_all(&request).await.map_err(|e| e.to_string())?;
+        }
+        let wanted = if job.mode == Mode::Echo {
+            received + 1
+        } else {
+            job.count
+        };
+        while received < wanted {
+            let n = tcp.read(&mut buffer).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the server closed".to_owned());
+            }
+            // A read may end past the last message (a `Feed` is endless).
+            for _ in 0..parser.feed(&buffer[..n])?.min(wanted - received) {
+                received += 1;
+                tally.one();
+            }
+        }
+    }
+    Ok(())
 }

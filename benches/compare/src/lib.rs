@@ -7,6 +7,7 @@
 //! | [`client`] | the load side, on plain tokio: hand-made upgrade, pre-built masked frames, echo parsing |
 //! | [`neutral_server`] | the client-role benchmark's server, on plain tokio: pushes pre-built frames, or echoes |
 //! | [`clients`] | one client per library for the client-role benchmark |
+//! | [`feed`] | an in-memory transport of pre-built frames, for exact client counts |
 //!
 //! Every `srv_*` binary is `BIN ADDR`: [`serve`] with one handler from [`servers`],
 //! on a single-threaded runtime. `loadgen`, `allocs` and `idle` use [`client`].
@@ -15,6 +16,7 @@
 pub mod client;
 pub mod clients;
 pub mod fanout;
+pub mod feed;
 pub mod neutral_server;
 pub mod servers;
 

@@ -33,7 +33,7 @@ impl std::str::FromStr for Mode {
 }
 
 /// One unmasked, final, binary frame with `size` bytes of payload.
-fn unmasked_frame(size: usize) -> Vec<u8> {
+pub fn unmasked_frame(size: usize) -> Vec<u8> {
     let mut frame = Vec::with_capacity(size + 10);
     put_header(&mut frame, 0x2, size);
     frame.extend((0..size).map(|i| (i as u8).wrapping_mul(31)));
