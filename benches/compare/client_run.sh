@@ -9,7 +9,7 @@
 #   env: ROUNDS=4 MODES="push echo" SIZES="16 1024 65536 1048576" CONNS="1 16"
 #        CLIENTS="fastws fastws_twin tungstenite fastwebsockets tokio_websockets raw_tcp"
 #        OUT=results/clients-DATE.txt
-#   raw lines: client mode size conns msgs/s client-µs/msg server-µs/msg
+#   raw lines: client mode size conns msgs/s client-ns/msg server-ns/msg
 #   raw_tcp (no library: headers walked, payloads neither copied nor kept) is a
 #   reference, not a peer: it is left out of "best peer".
 set -euo pipefail
@@ -73,12 +73,12 @@ for cell in cells:
     line += f" | **{med['fastws'] / best:.2f}** | {med.get('fastws_twin', float('nan')) / best:.2f} |"
     print(line)
 
-print("\nCPU µs per message, client thread / server thread")
+print("\nCPU ns per message, client thread / server thread")
 print("| mode | size × conns | " + " | ".join(clients) + " |")
 print("|---|---|" + "---:|" * len(clients))
 for cell in cells:
     client_cpu, server_cpu = medians(cell, 1), medians(cell, 2)
     print(f"| {cell_text(cell)} | " + " | ".join(
-        f"{client_cpu[c]:.1f} / {server_cpu[c]:.1f}" if c in client_cpu else "–" for c in clients) + " |")
+        f"{client_cpu[c]:,.0f} / {server_cpu[c]:,.0f}" if c in client_cpu else "–" for c in clients) + " |")
 print(f"\nmedian of {len(next(iter(rows.values())))} rounds per cell")
 PY

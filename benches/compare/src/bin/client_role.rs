@@ -65,7 +65,7 @@ fn main() {
     };
     let measured = env_or("MEASURED", default_measured);
     let warmup = env_or("WARMUP", measured / 10);
-    println!("| client | mode | size | connections | messages/s | client µs/msg | server µs/msg |");
+    println!("| client | mode | size | connections | messages/s | client ns/msg | server ns/msg |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for name in &names {
         match measure(name, mode, feed, size, conns, warmup, measured) {
@@ -74,7 +74,7 @@ fn main() {
                 client_cpu,
                 server_cpu,
             }) => println!(
-                "| {name} | {mode_name} | {size} | {conns} | {rate:.0} | {client_cpu:.2} | {server_cpu:.2} |"
+                "| {name} | {mode_name} | {size} | {conns} | {rate:.0} | {client_cpu:.0} | {server_cpu:.0} |"
             ),
             Err(e) => {
                 eprintln!("client_role: {name}: {e}");
@@ -88,9 +88,9 @@ fn main() {
 struct Measured {
     /// Messages per second.
     rate: f64,
-    /// CPU time of the client's thread per message, µs.
+    /// CPU time of the client's thread per message, ns.
     client_cpu: f64,
-    /// CPU time of the server's thread per message, µs.
+    /// CPU time of the server's thread per message, ns.
     server_cpu: f64,
 }
 
@@ -235,7 +235,7 @@ fn measure(
         return Err(format!("expected two marks, got {}", marks.len()));
     };
     let messages = (end.count - start.count) as f64;
-    let cpu_per_message = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e6 / messages;
+    let cpu_per_message = |ticks: u64| ticks as f64 / TICKS_PER_SECOND * 1e9 / messages;
     Ok(Measured {
         rate: messages / end.at.duration_since(start.at).as_secs_f64(),
         client_cpu: cpu_per_message(end.client_ticks - start.client_ticks),
