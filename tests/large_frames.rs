@@ -306,3 +306,30 @@ async fn a_reader_that_gets_less_than_it_asks_asks_for_less_inside_large_frames(
         inside.iter().max().unwrap()
     );
 }
+
+#[tokio::test]
+async fn reads_of_equal_frames_that_several_fit_in_a_buffer_end_at_a_frame_and_the_next_header() {
+    let payloads: Vec<Bytes> = (0..64).map(|i| pattern(64 << 10, i)).collect();
+    let (reads, frames) = receive_recording_reads(&payloads, usize::MAX).await;
+    let header_ends: Vec<usize> = frames.iter().map(|&(start, _)| start + 14).collect();
+    let wire_end = frames.last().unwrap().1;
+    // Past the first reads the large read has grown beyond the buffer's room,
+    // which is what limits a read from then on.
+    let mut passing = 0;
+    for &(at, asked) in reads.iter().skip(8) {
+        let Some((_, end)) = frame_with_known_length(&frames, at) else {
+            continue;
+        };
+        let read_end = at + asked;
+        if read_end <= end {
+            continue;
+        }
+        passing += 1;
+        assert!(
+            header_ends.contains(&read_end) || read_end >= wire_end,
+            "a read at {at} asked for {asked} bytes, ending inside a frame at {read_end}: \
+             that frame's start would be moved when the buffer is reclaimed"
+        );
+    }
+    assert!(passing >= 8, "{passing} reads ran past a frame's end");
+}
