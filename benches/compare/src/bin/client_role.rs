@@ -143,12 +143,14 @@ fn measure(
 ) -> Result<Measured, String> {
     let per_connection = (warmup + measured).div_ceil(conns as u64);
     let total = per_connection * conns as u64;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?.to_string();
     let (server_path_tx, server_path_rx) = std::sync::mpsc::channel();
-    let server = (!feed).then(|| {
-        std::thread::spawn(move || -> Result<(), String> {
+    let (server, addr) = if feed {
+        (None, String::new())
+    } else {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?.to_string();
+        let server = std::thread::spawn(move || -> Result<(), String> {
             let _ = server_path_tx.send(this_thread());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -158,8 +160,9 @@ fn measure(
                 let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
                 neutral_server::serve(listener, conns, mode, size, per_connection).await
             })
-        })
-    });
+        });
+        (Some(server), addr)
+    };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
