@@ -467,6 +467,14 @@ impl WsCodec {
         payload
     }
 
+    /// Whether the frame arriving is too large for a buffer to hold several of
+    /// it (over about 256 KiB): its reads are the largest, up to 1 MiB each.
+    #[inline]
+    pub(crate) fn frame_outgrows_buffer(&self) -> bool {
+        self.pending
+            .is_some_and(|header| !several_fit(header.frame_len()))
+    }
+
     /// The most the next read into `src` should take while a large frame is
     /// arriving: the adaptive large read (see [`WsCodec::note_large_read`]), and
     /// no further than the header after the last frame of this one's length that

@@ -333,3 +333,37 @@ async fn reads_of_equal_frames_that_several_fit_in_a_buffer_end_at_a_frame_and_t
     }
     assert!(passing >= 8, "{passing} reads ran past a frame's end");
 }
+
+#[tokio::test]
+async fn a_connection_streaming_frames_of_a_mebibyte_lets_the_other_tasks_of_its_thread_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    // 48 MiB in 1 MiB frames from a transport that is always ready, so the only
+    // thing that can end the reader's turn is tokio's budget.
+    let payloads: Vec<Bytes> = (0..48).map(|i| pattern(1 << 20, i)).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let turns = Arc::new(AtomicUsize::new(0));
+    let other = {
+        let (done, turns) = (Arc::clone(&done), Arc::clone(&turns));
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                turns.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    // Let the other task start and park on its yield.
+    tokio::task::yield_now().await;
+    let before = turns.load(Ordering::Relaxed);
+    let reader = tokio::spawn(async move { receive_recording_reads(&payloads, usize::MAX).await });
+    let (reads, _) = timeout(LIMIT, reader).await.unwrap().unwrap();
+    let during = turns.load(Ordering::Relaxed) - before;
+    done.store(true, Ordering::Relaxed);
+    other.await.unwrap();
+    // A turn of 128 operations carries at most 16 MiB: 48 MiB take at least three.
+    assert!(
+        during >= 2,
+        "the other task ran {during} times while {} reads brought in 48 MiB",
+        reads.len()
+    );
+}
