@@ -456,10 +456,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> FrameIo<S> {
 /// To tokio one read is one operation, whatever its size. A connection
 /// streaming 1 MiB frames reads up to 1 MiB at a time, so without this it could
 /// keep its thread for 128 MiB before another connection ran. Measured, 16
-/// connections × 16 messages of 1 MiB in flight, 16 alternating rounds: p99
-/// round trip 418 ms without, 202 ms with, at 1,844 and 1,955 messages/s.
-/// Outside a tokio runtime, or in `tokio::task::unconstrained`, it charges
-/// nothing.
+/// connections × 16 messages of 1 MiB in flight: p99 round trip 418 ms without,
+/// 202 ms with (16 alternating rounds), for about 5 % of the throughput in rounds
+/// run back to back (BENCHMARKS.md). Outside a tokio runtime, or in
+/// `tokio::task::unconstrained`, it charges nothing.
 fn poll_charge_budget(cx: &mut Context<'_>, bytes: usize) -> Poll<()> {
     for _ in 1..bytes / BUDGET_UNIT {
         ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
