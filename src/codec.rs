@@ -551,16 +551,18 @@ impl WsCodec {
                 let frame_len = header.frame_len();
                 let missing = frame_len.saturating_sub(src.len());
                 let room = src.capacity() - src.len();
-                if frame_len >= LARGE_FRAME && several_fit(frame_len) && room >= missing {
-                    // The rest fits where the frame is: reserving could only move
-                    // what has arrived.
-                    return;
-                }
                 let mut wanted = missing.max(offer);
-                if room < wanted && frame_len >= LARGE_FRAME {
-                    // Growing or moving anyway: leave room for the frames after
-                    // this one too.
-                    wanted = wanted.max(frame_len.saturating_mul(LARGE_FRAME_HEADROOM));
+                if frame_len >= LARGE_FRAME {
+                    if several_fit(frame_len) && room >= missing {
+                        // The rest fits where the frame is: reserving could only
+                        // move what has arrived.
+                        return;
+                    }
+                    if room < wanted {
+                        // Growing or moving anyway: leave room for the frames
+                        // after this one too.
+                        wanted = wanted.max(frame_len.saturating_mul(LARGE_FRAME_HEADROOM));
+                    }
                 }
                 src.reserve(wanted.min(src.len().max(RESERVE_AHEAD)));
             }
